@@ -1,0 +1,172 @@
+"""BERT and RoBERTa: post-norm encoders with learned absolute positions.
+
+    ids, segments ─► Embeddings(token + segment + position ─► LayerNorm)
+                 ─► L × PostNormBlock(SelfAttention, FeedForward)
+                 ─► [Pooler] [MLMHead tied to token embeddings] [NSPHead]
+
+BERT: arXiv:1810.04805. RoBERTa (arXiv:1907.11692) differs only in its position module
+(positions count from pad_token_id + 1, pads sit at pad_token_id).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, config_from_bert_dict
+from ..convert.namemap import Rule
+from ..modules.attention import SelfAttention
+from ..modules.blocks import PostNormBlock
+from ..modules.embeddings import Embeddings
+from ..modules.encoder import Encoder
+from ..modules.feedforward import FeedForward
+from ..modules.heads import MLMHead, NSPHead, Pooler
+from ..modules.positions import LearnedPositions, PaddingAwarePositions
+from . import Family
+
+
+def _norm(config: ModelConfig, dim: int | None = None) -> nn.LayerNorm:
+    return nn.LayerNorm(dim or config.hidden_size, eps=config.layer_norm_eps)
+
+
+def post_norm_block(config: ModelConfig, attn: nn.Module | None = None) -> PostNormBlock:
+    """One BERT block; `attn` replaces the default attention (rotary, relative positions)."""
+    c = config
+    attn = attn or SelfAttention(c.hidden_size, c.num_heads, c.head_size, dropout=c.attention_dropout)
+    return PostNormBlock(attn, FeedForward(c.hidden_size, c.intermediate_size, c.hidden_act),
+                         _norm(c), _norm(c), c.dropout)
+
+
+def init_weights(model: nn.Module, std: float) -> nn.Module:
+    """BERT's initialisation: normal(0, std) weights, zero biases, unit norms."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for name, p in model.named_parameters():
+        if name.endswith("position.weight"):
+            nn.init.normal_(p, std=std)
+        elif name == "mlm.bias":
+            nn.init.zeros_(p)
+    return model
+
+
+def build_bert(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
+               application: str = "encoder", positions: nn.Module | None = None) -> Encoder:
+    """BERT encoder with the heads asked for (bert4keras' build_transformer_model options)."""
+    c = config
+    dim = c.embedding_size or c.hidden_size
+    if positions is None:
+        positions = LearnedPositions(c.max_position, dim)
+    embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size, positions=positions,
+                            norm=_norm(c, dim), dropout=c.dropout,
+                            project_to=c.hidden_size if c.embedding_size else None)
+    blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers))
+    pooler = Pooler(c.hidden_size) if with_pool or with_nsp else None
+    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, _norm(c, dim)) if with_mlm else None
+    nsp = NSPHead(c.hidden_size) if with_nsp else None
+    model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp)
+    return init_weights(model, c.initializer_range)
+
+
+def build_roberta(config: ModelConfig, **options: Any) -> Encoder:
+    """RoBERTa: BERT with padding-aware positions."""
+    dim = config.embedding_size or config.hidden_size
+    return build_bert(config, positions=PaddingAwarePositions(config.max_position, dim, config.pad_token_id), **options)
+
+
+# ---- Hugging Face names (data) ---------------------------------------------------------------
+
+def _qkv(p: str, part: str) -> list[str]:
+    return [f"{p}encoder.layer.{{i}}.attention.self.{n}.{part}" for n in ("query", "key", "value")]
+
+
+def hf_rules(config: ModelConfig, prefix: str, head_prefix: str = "cls.predictions.",
+             mlm_names: dict[str, str] | None = None) -> tuple[list[Rule], set[str]]:
+    """Our names <- transformers' BertModel / BertForPreTraining names (base model under `prefix`)."""
+    p = prefix
+    L = "encoder.layer.{i}."
+    rules = [
+        Rule("embeddings.token.weight", f"{p}embeddings.word_embeddings.weight", vocab_rows=True),
+        Rule("embeddings.segment.weight", f"{p}embeddings.token_type_embeddings.weight"),
+        Rule("embeddings.position.weight", f"{p}embeddings.position_embeddings.weight"),
+        Rule("embeddings.norm.weight", f"{p}embeddings.LayerNorm.weight"),
+        Rule("embeddings.norm.bias", f"{p}embeddings.LayerNorm.bias"),
+        Rule("blocks.{i}.attn.qkv.weight", _qkv(p, "weight")),
+        Rule("blocks.{i}.attn.qkv.bias", _qkv(p, "bias")),
+        Rule("blocks.{i}.attn.out.weight", f"{p}{L}attention.output.dense.weight"),
+        Rule("blocks.{i}.attn.out.bias", f"{p}{L}attention.output.dense.bias"),
+        Rule("blocks.{i}.attn_norm.weight", f"{p}{L}attention.output.LayerNorm.weight"),
+        Rule("blocks.{i}.attn_norm.bias", f"{p}{L}attention.output.LayerNorm.bias"),
+        Rule("blocks.{i}.ffn.up.weight", f"{p}{L}intermediate.dense.weight"),
+        Rule("blocks.{i}.ffn.up.bias", f"{p}{L}intermediate.dense.bias"),
+        Rule("blocks.{i}.ffn.down.weight", f"{p}{L}output.dense.weight"),
+        Rule("blocks.{i}.ffn.down.bias", f"{p}{L}output.dense.bias"),
+        Rule("blocks.{i}.ffn_norm.weight", f"{p}{L}output.LayerNorm.weight"),
+        Rule("blocks.{i}.ffn_norm.bias", f"{p}{L}output.LayerNorm.bias"),
+        Rule("pooler.dense.weight", f"{p}pooler.dense.weight"),
+        Rule("pooler.dense.bias", f"{p}pooler.dense.bias"),
+    ]
+    h = head_prefix
+    m = mlm_names or {"dense": "transform.dense", "norm": "transform.LayerNorm", "bias": "bias", "decoder": "decoder"}
+    rules += [
+        Rule("mlm.dense.weight", f"{h}{m['dense']}.weight"),
+        Rule("mlm.dense.bias", f"{h}{m['dense']}.bias"),
+        Rule("mlm.norm.weight", f"{h}{m['norm']}.weight"),
+        Rule("mlm.norm.bias", f"{h}{m['norm']}.bias"),
+        Rule("mlm.bias", f"{h}{m['bias']}", vocab_rows=True),
+        Rule("nsp.dense.weight", "cls.seq_relationship.weight"),
+        Rule("nsp.dense.bias", "cls.seq_relationship.bias"),
+    ]
+    tied = {f"{h}{m['decoder']}.weight", f"{h}{m['decoder']}.bias", f"{p}embeddings.position_ids"}
+    expanded = [e for r in rules for e in r.expand(config.num_layers, {})]
+    return expanded, tied
+
+
+def roberta_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+    """RoBERTa names: BERT's base model, with the MLM head under lm_head."""
+    return hf_rules(config, prefix, head_prefix="lm_head.",
+                    mlm_names={"dense": "dense", "norm": "layer_norm", "bias": "bias", "decoder": "decoder"})
+
+
+def _config_to_hf(model_type: str, architectures: list[str]):
+    def convert(c: ModelConfig) -> dict[str, Any]:
+        return {
+            "model_type": model_type,
+            "architectures": architectures,
+            "vocab_size": c.vocab_size,
+            "hidden_size": c.hidden_size,
+            "num_hidden_layers": c.num_layers,
+            "num_attention_heads": c.num_heads,
+            "intermediate_size": c.intermediate_size,
+            "hidden_act": c.hidden_act,
+            "hidden_dropout_prob": c.dropout,
+            "attention_probs_dropout_prob": c.attention_dropout,
+            "max_position_embeddings": c.max_position,
+            "type_vocab_size": c.type_vocab_size,
+            "layer_norm_eps": c.layer_norm_eps,
+            "pad_token_id": c.pad_token_id,
+            "initializer_range": c.initializer_range,
+        }
+    return convert
+
+
+FAMILIES = {
+    "bert": Family(
+        name="bert", build=build_bert,
+        config_from_hf=lambda d, src: config_from_bert_dict(d, "bert", src),
+        config_to_hf=_config_to_hf("bert", ["BertForPreTraining"]),
+        hf_model_types=("bert",), hf_rules=hf_rules, hf_prefixes=("bert.", ""),
+    ),
+    "roberta": Family(
+        name="roberta", build=build_roberta,
+        config_from_hf=lambda d, src: config_from_bert_dict(d, "roberta", src),
+        config_to_hf=_config_to_hf("roberta", ["RobertaForMaskedLM"]),
+        hf_model_types=("roberta", "xlm-roberta"), hf_rules=roberta_hf_rules, hf_prefixes=("roberta.", ""),
+    ),
+}

@@ -1,0 +1,1 @@
+"""Small shared blocks every family builder wires together."""

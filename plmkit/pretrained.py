@@ -1,0 +1,130 @@
+"""The edge: detect a checkpoint's format, build the model, load strictly; and the reverse."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ConfigError, read_json
+from .convert.files import open_hf_weights, save_json, save_safetensors
+from .convert.namemap import CheckpointError, LoadReport, apply_map, invert_map, is_training_state
+from .models import Family, family_for_hf_type, get_family
+
+
+def _hf_family(config_path: Path, model: str | None) -> tuple[Family, dict[str, Any]]:
+    d = read_json(config_path)
+    if model is not None:
+        return get_family(model), d
+    model_type = d.get("model_type")
+    if model_type is None:
+        raise ConfigError(f"{config_path}: no 'model_type' field; pass model=... to name the family")
+    try:
+        return family_for_hf_type(model_type), d
+    except KeyError as e:
+        raise ConfigError(f"{config_path}: {e.args[0]}") from None
+
+
+def _best_prefix(family: Family, config, source) -> str:
+    """The base-model prefix under which the file stores most of the family's tensors."""
+    def hits(prefix: str) -> int:
+        rules, _ = family.hf_rules(config, prefix)
+        return sum(all(t in source for t in r.theirs) for r in rules)
+    return max(family.hf_prefixes, key=hits)
+
+
+def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: bool = False, with_pool: bool = False,
+                    with_nsp: bool = False, application: str = "encoder", keep_tokens: list[int] | None = None,
+                    allow_missing: bool = False, allow_unexpected: bool = False,
+                    dtype: torch.dtype | None = None, **build_options: Any) -> nn.Module:
+    """Load a pretrained model (HF directory) in eval mode; `model.load_report` says what was loaded.
+
+    Loading is strict: a missing, unexpected or mis-shaped tensor raises CheckpointError naming
+    it, unless allow_missing / allow_unexpected is set (then it is listed in the report).
+    Tensors of heads that were not asked for (pooler, MLM, NSP) are skipped and reported.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    directory = path if path.is_dir() else path.parent
+    if (directory / "config.json").exists() and any(
+            (directory / n).exists() for n in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                                                "pytorch_model.bin.index.json")):
+        return _load_hf(directory, model, dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp,
+                                               application=application, **build_options),
+                        keep_tokens, allow_missing, allow_unexpected, dtype)
+    if any(directory.glob("*.index")):
+        raise NotImplementedError(f"{directory}: original TensorFlow checkpoints are not readable yet (issue 3)")
+    raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
+                            "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
+
+
+def _load_hf(directory: Path, model_name: str | None, options: dict[str, Any], keep_tokens: list[int] | None,
+             allow_missing: bool, allow_unexpected: bool, dtype: torch.dtype | None) -> nn.Module:
+    family, d = _hf_family(directory / "config.json", model_name)
+    config = family.config_from_hf(d, str(directory / "config.json"))
+    if keep_tokens is not None:
+        bad = [t for t in keep_tokens if not 0 <= t < config.vocab_size]
+        if bad:
+            raise ValueError(f"keep_tokens holds ids outside the vocabulary of {config.vocab_size}: {bad[:5]}")
+        config = config.replace(vocab_size=len(keep_tokens))
+    source = open_hf_weights(directory)
+    with torch.device("meta"):
+        model = family.build(config, **options)
+    prefix = _best_prefix(family, config, source)
+    rules, tied = family.hf_rules(config, prefix)
+    ours = model.state_dict()
+    state, report = apply_map(rules, ours, source, source.get, source=source.description, ignore=tied,
+                              skip_state=is_training_state, keep_tokens=keep_tokens,
+                              allow_missing=allow_missing, allow_unexpected=allow_unexpected)
+    if report.missing:
+        # tensors left out of the file are initialised as the builder would, on a real device
+        fresh = family.build(config, **options).state_dict()
+        state.update({k: fresh[k] for k in report.missing})
+    model.load_state_dict({k: v.to(ours[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+    _tie_heads(model)
+    if dtype is not None:
+        model.to(dtype)
+    model.load_report = report
+    return model.eval()
+
+
+def _tie_heads(model: nn.Module) -> None:
+    """After assign-loading, point tied heads at the (new) token embedding module again."""
+    mlm = getattr(model, "mlm", None)
+    if mlm is not None and hasattr(mlm, "embedding"):
+        mlm.embedding = [model.embeddings.token]
+
+
+def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf") -> Path:
+    """Write `model` as a directory transformers (format="hf") loads back to the same outputs."""
+    if format != "hf":
+        raise NotImplementedError(f"format {format!r}: only 'hf' is written so far ('tf' comes with issue 3)")
+    out = Path(out_dir)
+    config = model.config
+    family = get_family(config.family)
+    rules, _ = family.hf_rules(config, family.hf_prefixes[0])
+    ours = {k: v for k, v in model.state_dict().items()}
+    theirs = invert_map(rules, ours)
+    missing = sorted(set(ours) - {r.ours for r in rules})
+    if missing:
+        raise CheckpointError(f"no rule writes our tensors {missing[:5]} for family {config.family!r}")
+    hf = family.config_to_hf(config)
+    hf["architectures"] = [_architecture(model, config.family)]
+    out.mkdir(parents=True, exist_ok=True)
+    save_safetensors(theirs, out / "model.safetensors")
+    save_json(hf, out / "config.json")
+    return out
+
+
+def _architecture(model: nn.Module, family: str) -> str:
+    base = {"bert": "Bert", "roberta": "Roberta"}[family]
+    if getattr(model, "mlm", None) is not None and getattr(model, "nsp", None) is not None:
+        return f"{base}ForPreTraining"
+    if getattr(model, "mlm", None) is not None:
+        return f"{base}ForMaskedLM"
+    return f"{base}Model"
+
+
+__all__ = ["from_pretrained", "save_pretrained", "LoadReport", "CheckpointError"]
