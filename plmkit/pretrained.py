@@ -111,20 +111,11 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf") -
     if missing:
         raise CheckpointError(f"no rule writes our tensors {missing[:5]} for family {config.family!r}")
     hf = family.config_to_hf(config)
-    hf["architectures"] = [_architecture(model, config.family)]
+    hf["architectures"] = [family.hf_architecture(model)]
     out.mkdir(parents=True, exist_ok=True)
     save_safetensors(theirs, out / "model.safetensors")
     save_json(hf, out / "config.json")
     return out
-
-
-def _architecture(model: nn.Module, family: str) -> str:
-    base = {"bert": "Bert", "roberta": "Roberta"}[family]
-    if getattr(model, "mlm", None) is not None and getattr(model, "nsp", None) is not None:
-        return f"{base}ForPreTraining"
-    if getattr(model, "mlm", None) is not None:
-        return f"{base}ForMaskedLM"
-    return f"{base}Model"
 
 
 __all__ = ["from_pretrained", "save_pretrained", "LoadReport", "CheckpointError"]

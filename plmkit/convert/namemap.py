@@ -104,6 +104,9 @@ def apply_map(rules: list[Rule], ours: Mapping[str, torch.Tensor], theirs: Mappi
         if absent:
             if rule.optional or allow_missing:
                 report.missing.append(name)
+                partial = [t for t in rule.theirs if t in theirs]  # parts of a fused tensor we cannot complete
+                claimed.update(partial)
+                report.ignored.extend(partial)
             else:
                 errors.append(f"missing tensor {absent[0]!r} (for {name}) in {source}")
             continue

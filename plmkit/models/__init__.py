@@ -24,7 +24,9 @@ class Family:
     config_to_hf: Callable[[ModelConfig], dict[str, Any]] | None = None
     hf_model_types: tuple[str, ...] = ()
     hf_rules: Callable[..., tuple[list, set[str]]] | None = None  # (config, prefix, model) -> (rules, tied names)
-    hf_prefixes: tuple[str, ...] = ("",)  # base-model prefixes their files may use ("bert.", "roberta.")
+    hf_prefixes: tuple[str, ...] = ("",)  # base-model prefixes their files may use ("bert.", "roberta."); first = written
+    hf_architecture: Callable[[nn.Module], str] | None = None  # the transformers class name to write in config.json
+    tiny: Callable[[], ModelConfig] | None = None  # a tiny config: the registry test builds, runs and saves it
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -32,6 +34,20 @@ class Family:
 REGISTRY: dict[str, str] = {
     "bert": "plmkit.models.bert",
     "roberta": "plmkit.models.bert",
+}
+# families whose modules are being written; registered when their module lands
+PLANNED: dict[str, str] = {
+    "albert": "plmkit.models.albert",
+    "albert_unshared": "plmkit.models.albert",
+    "electra": "plmkit.models.electra",
+    "nezha": "plmkit.models.nezha",
+    "roformer": "plmkit.models.roformer",
+    "roformer_v2": "plmkit.models.roformer",
+    "gpt": "plmkit.models.gpt",
+    "gpt2": "plmkit.models.gpt",
+    "t5.1.0": "plmkit.models.t5",
+    "t5.1.1": "plmkit.models.t5",
+    "mt5.1.1": "plmkit.models.t5",
 }
 
 

@@ -156,17 +156,33 @@ def _config_to_hf(model_type: str, architectures: list[str]):
     return convert
 
 
+def _hf_architecture(base: str):
+    def name(model: nn.Module) -> str:
+        if model.mlm is not None and model.nsp is not None:
+            return f"{base}ForPreTraining"
+        return f"{base}ForMaskedLM" if model.mlm is not None else f"{base}Model"
+    return name
+
+
+def tiny_config(family: str = "bert") -> ModelConfig:
+    """A tiny BERT-shaped config for tests."""
+    return ModelConfig(family=family, vocab_size=50, hidden_size=24, num_layers=2, num_heads=3, intermediate_size=37,
+                       max_position=40, pad_token_id=1 if family == "roberta" else 0)
+
+
 FAMILIES = {
     "bert": Family(
         name="bert", build=build_bert,
         config_from_hf=lambda d, src: config_from_bert_dict(d, "bert", src),
         config_to_hf=_config_to_hf("bert", ["BertForPreTraining"]),
         hf_model_types=("bert",), hf_rules=hf_rules, hf_prefixes=("bert.", ""),
+        hf_architecture=_hf_architecture("Bert"), tiny=tiny_config,
     ),
     "roberta": Family(
         name="roberta", build=build_roberta,
         config_from_hf=lambda d, src: config_from_bert_dict(d, "roberta", src),
         config_to_hf=_config_to_hf("roberta", ["RobertaForMaskedLM"]),
         hf_model_types=("roberta", "xlm-roberta"), hf_rules=roberta_hf_rules, hf_prefixes=("roberta.", ""),
+        hf_architecture=_hf_architecture("Roberta"), tiny=lambda: tiny_config("roberta"),
     ),
 }
