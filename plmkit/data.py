@@ -1,0 +1,179 @@
+"""Text to tensors: labelled files (CSV / TSV / JSONL), character vocabularies, MLM masking."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class DataError(ValueError):
+    """An input file cannot be read as asked: names the file, line and field."""
+
+
+@dataclass
+class Examples:
+    """Texts (and optional pairs) with their labels as strings (None where a file has no labels)."""
+
+    source: str
+    texts: list[str] = field(default_factory=list)
+    pairs: list[str] | None = None
+    labels: list[str | None] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # 1-based line of each example, for messages
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    return "tsv"  # .tsv, .txt, .data (text<TAB>label, as bert4keras' sentiment files)
+
+
+def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, str] | list[str]]]:
+    """(line number, row) pairs: dicts for JSONL, lists of fields for CSV/TSV. Undecodable bytes raise."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    fmt = fmt or _format_of(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: bytes that are not UTF-8 at byte offset {e.start} "
+                        f"({raw[e.start:e.start + 4]!r}); re-encode the file as UTF-8") from None
+    if fmt == "jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}: line {n}: expected a JSON object, found {type(row).__name__}")
+                yield n, row
+        return
+    csv.field_size_limit(1 << 30)  # long lines are truncated later, by tokens, not rejected here
+    reader = csv.reader(io.StringIO(text), delimiter="," if fmt == "csv" else "\t",
+                        quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE)
+    for row in reader:
+        if row and any(f.strip() for f in row):
+            yield reader.line_num, row
+
+
+def read_examples(path: str | Path, *, text_col: str = "text", pair_col: str | None = None,
+                  label_col: str | None = "label", fmt: str | None = None) -> Examples:
+    """Read labelled examples from CSV / TSV (header row, or headerless text[,pair],label) or JSONL.
+
+    A headerless TSV/CSV is recognised when its first row does not name `text_col`; its
+    columns are then text, label (or text, pair, label when pair_col is given).
+    `label_col=None` reads unlabelled input (prediction).
+    """
+    path = Path(path)
+    out = Examples(source=str(path), pairs=[] if pair_col else None)
+    rows = iter_rows(path, fmt)
+    columns: list[str] | None = None
+    for n, row in rows:
+        if isinstance(row, list):
+            if columns is None:
+                if text_col in row:
+                    columns = row
+                    missing = [c for c in (pair_col, label_col) if c and c not in columns]
+                    if missing:
+                        raise DataError(f"{path}: line {n}: header has no column {missing[0]!r} "
+                                        f"(found columns {columns})")
+                    continue
+                columns = [text_col] + ([pair_col] if pair_col else []) + ([label_col] if label_col else [])
+            if len(row) < len(columns):
+                raise DataError(f"{path}: line {n}: expected {len(columns)} fields {columns}, found {len(row)}")
+            record = dict(zip(columns, row))
+        else:
+            record = row
+            for c in (text_col, pair_col, label_col):
+                if c and c not in record:
+                    raise DataError(f"{path}: line {n}: no field {c!r} (found fields {sorted(record)})")
+        out.texts.append(str(record[text_col]))
+        if pair_col:
+            out.pairs.append(str(record[pair_col]))
+        out.labels.append(str(record[label_col]).strip() if label_col else None)
+        out.lines.append(n)
+    if not out.texts:
+        raise DataError(f"{path}: no examples found (empty file?)")
+    return out
+
+
+def label_index(train: Examples) -> list[str]:
+    """Sorted label names of the training set (numeric names in numeric order)."""
+    names = sorted(set(train.labels), key=lambda s: (0, float(s), s) if _is_number(s) else (1, 0, s))
+    if len(names) < 2:
+        raise DataError(f"{train.source}: found {len(names)} distinct label(s) {names}; classification needs 2 or more")
+    return names
+
+
+def _is_number(s: str | None) -> bool:
+    try:
+        float(s)  # type: ignore[arg-type]
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def encode_labels(data: Examples, names: Sequence[str]) -> list[int]:
+    """Label ids; a label the training set never had raises, naming file and line."""
+    index = {n: i for i, n in enumerate(names)}
+    ids = []
+    for label, line in zip(data.labels, data.lines):
+        if label not in index:
+            raise DataError(f"{data.source}: line {line}: label {label!r} never appears in the training set "
+                            f"(known labels: {list(names)})")
+        ids.append(index[label])
+    return ids
+
+
+def build_char_vocab(texts: Iterable[str], *, min_count: int = 2, max_size: int | None = None,
+                     specials: Sequence[str] = SPECIALS, lowercase: bool = True) -> list[str]:
+    """A character vocabulary (specials first, then characters by frequency) for a WordPiece tokenizer."""
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(c for c in (t.lower() if lowercase else t) if not c.isspace())
+    chars = [c for c, k in counts.most_common() if k >= min_count and c not in specials]
+    if max_size is not None:
+        chars = chars[: max(0, max_size - len(specials))]
+    return list(specials) + chars
+
+
+def mask_tokens(input_ids: torch.Tensor, *, mask_id: int, vocab_size: int, special: torch.Tensor,
+                prob: float = 0.15, word_ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's dynamic masking: pick `prob` of the (non-special) positions — whole words when
+    `word_ids` groups tokens: word_ids[b, t] is the position of the first token of t's word —
+    and replace 80% by [MASK], 10% by a random token, keep 10%.
+
+    Returns (masked input ids, labels) with labels -100 at positions not picked.
+    """
+    shape = input_ids.shape
+    if word_ids is None:
+        picked = torch.rand(shape, generator=generator) < prob
+    else:  # one draw per word, shared by its tokens (whole-word masking, arXiv:1906.08101)
+        draws = torch.rand(shape, generator=generator)
+        picked = torch.gather(draws, 1, word_ids.clamp(min=0)) < prob
+    picked &= ~special
+    labels = torch.where(picked, input_ids, torch.full_like(input_ids, -100))
+    action = torch.rand(shape, generator=generator)
+    masked = input_ids.clone()
+    masked[picked & (action < 0.8)] = mask_id
+    randomise = picked & (action >= 0.8) & (action < 0.9)
+    masked[randomise] = torch.randint(len(SPECIALS), vocab_size, shape, generator=generator)[randomise]
+    return masked, labels
