@@ -105,7 +105,23 @@ def config_from_bert_dict(d: dict[str, Any], family: str, source: str = "<dict>"
             kwargs[ours] = d[theirs]
     if kwargs.get("embedding_size") == kwargs["hidden_size"]:
         kwargs["embedding_size"] = None
+    labels = labels_from_hf(d, source)
+    if labels:
+        kwargs["extra"] = {"labels": labels}
     return ModelConfig(**kwargs)
+
+
+def labels_from_hf(d: dict[str, Any], source: str) -> list[str] | None:
+    """Label names of a fine-tuned classifier (id2label), only when its architecture is one."""
+    if not any(a.endswith("ForSequenceClassification") for a in d.get("architectures") or []):
+        return None
+    id2label = d.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise ConfigError(f"{source}: a sequence-classification config needs an 'id2label' mapping")
+    try:
+        return [str(id2label[str(i)]) for i in range(len(id2label))]
+    except KeyError as e:
+        raise ConfigError(f"{source}: 'id2label' must cover ids 0..{len(id2label) - 1}; missing {e}") from None
 
 
 # HF model_type -> our family name, for the families whose builders exist.

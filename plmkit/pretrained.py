@@ -70,6 +70,8 @@ def _load_hf(directory: Path, model_name: str | None, options: dict[str, Any], k
             raise ValueError(f"keep_tokens holds ids outside the vocabulary of {config.vocab_size}: {bad[:5]}")
         config = config.replace(vocab_size=len(keep_tokens))
     source = open_hf_weights(directory)
+    if config.extra.get("labels") and "num_labels" not in options:
+        options["num_labels"] = len(config.extra["labels"])  # a fine-tuned classifier loads with its head
     with torch.device("meta"):
         model = family.build(config, **options)
     prefix = _best_prefix(family, config, source)

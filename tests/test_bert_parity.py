@@ -147,3 +147,22 @@ def test_keep_tokens_slices_vocab_rows(tmp_path):
         ref = hf(input_ids=torch.tensor([[keep[i] for i in ids[0]]])).logits[..., keep]
         out = ours(ids).logits
     assert (out - ref).abs().max() <= 1e-5
+
+
+def test_sequence_classification_parity_and_round_trip(tmp_path):
+    cfg = dict(CONFIGS[0], num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
+               label2id={"neg": 0, "neu": 1, "pos": 2})
+    hf = _hf(transformers.BertForSequenceClassification, transformers.BertConfig, cfg, tmp_path / "hf")
+    ours = plmkit.from_pretrained(tmp_path / "hf")  # the classifier head comes with the checkpoint
+    assert ours.config.extra["labels"] == ["neg", "neu", "pos"]
+    ids, types, mask = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
+    with torch.no_grad():
+        ref = hf(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+        out = ours(ids, token_type_ids=types, attention_mask=mask).label_logits
+    assert (out - ref).abs().max() <= 1e-5
+    plmkit.save_pretrained(ours, tmp_path / "ours")
+    back = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "ours").eval()
+    assert back.config.id2label == {0: "neg", 1: "neu", 2: "pos"}
+    with torch.no_grad():
+        again = back(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+    assert (again - out).abs().max() <= 1e-5

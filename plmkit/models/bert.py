@@ -21,7 +21,7 @@ from ..modules.blocks import PostNormBlock
 from ..modules.embeddings import Embeddings
 from ..modules.encoder import Encoder
 from ..modules.feedforward import FeedForward
-from ..modules.heads import MLMHead, NSPHead, Pooler
+from ..modules.heads import Classifier, MLMHead, NSPHead, Pooler
 from ..modules.positions import LearnedPositions, PaddingAwarePositions
 from . import Family
 
@@ -57,8 +57,12 @@ def init_weights(model: nn.Module, std: float) -> nn.Module:
 
 
 def build_bert(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
-               application: str = "encoder", positions: nn.Module | None = None) -> Encoder:
-    """BERT encoder with the heads asked for (bert4keras' build_transformer_model options)."""
+               application: str = "encoder", positions: nn.Module | None = None,
+               num_labels: int | None = None) -> Encoder:
+    """BERT encoder with the heads asked for (bert4keras' build_transformer_model options).
+
+    `num_labels` adds a classifier on the pooled output (as BertForSequenceClassification).
+    """
     c = config
     dim = c.embedding_size or c.hidden_size
     if positions is None:
@@ -67,10 +71,12 @@ def build_bert(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool =
                             norm=_norm(c, dim), dropout=c.dropout,
                             project_to=c.hidden_size if c.embedding_size else None)
     blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers))
-    pooler = Pooler(c.hidden_size) if with_pool or with_nsp else None
+    pooler = Pooler(c.hidden_size) if with_pool or with_nsp or num_labels else None
     mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, _norm(c, dim)) if with_mlm else None
     nsp = NSPHead(c.hidden_size) if with_nsp else None
-    model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp)
+    classifier = Classifier(c.hidden_size, num_labels, c.dropout) if num_labels else None
+    model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp,
+                    classifier=classifier)
     return init_weights(model, c.initializer_range)
 
 
@@ -122,6 +128,8 @@ def hf_rules(config: ModelConfig, prefix: str, head_prefix: str = "cls.predictio
         Rule("mlm.bias", f"{h}{m['bias']}", vocab_rows=True),
         Rule("nsp.dense.weight", "cls.seq_relationship.weight"),
         Rule("nsp.dense.bias", "cls.seq_relationship.bias"),
+        Rule("classifier.dense.weight", "classifier.weight"),
+        Rule("classifier.dense.bias", "classifier.bias"),
     ]
     tied = {f"{h}{m['decoder']}.weight", f"{h}{m['decoder']}.bias", f"{p}embeddings.position_ids"}
     expanded = [e for r in rules for e in r.expand(config.num_layers, {})]
@@ -136,7 +144,10 @@ def roberta_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[
 
 def _config_to_hf(model_type: str, architectures: list[str]):
     def convert(c: ModelConfig) -> dict[str, Any]:
-        return {
+        labels = c.extra.get("labels")
+        label_fields = {"id2label": {str(i): n for i, n in enumerate(labels)},
+                        "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
+        return label_fields | {
             "model_type": model_type,
             "architectures": architectures,
             "vocab_size": c.vocab_size,
@@ -158,6 +169,8 @@ def _config_to_hf(model_type: str, architectures: list[str]):
 
 def _hf_architecture(base: str):
     def name(model: nn.Module) -> str:
+        if model.classifier is not None:
+            return f"{base}ForSequenceClassification"
         if model.mlm is not None and model.nsp is not None:
             return f"{base}ForPreTraining"
         return f"{base}ForMaskedLM" if model.mlm is not None else f"{base}Model"

@@ -17,6 +17,7 @@ class ModelOutput:
     pooled_output: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     nsp_logits: torch.Tensor | None = None
+    label_logits: torch.Tensor | None = None  # (B, num_labels) from a sequence-classification head
     hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings output, then each block's
 
 
@@ -30,18 +31,19 @@ class Encoder(nn.Module):
 
     def __init__(self, config, embeddings: nn.Module, blocks: nn.Module, *, application: str = "encoder",
                  pooler: nn.Module | None = None, mlm: nn.Module | None = None, nsp: nn.Module | None = None,
-                 position_bias: nn.Module | None = None) -> None:
+                 position_bias: nn.Module | None = None, classifier: nn.Module | None = None) -> None:
         super().__init__()
         if application not in ("encoder", "lm", "unilm"):
             raise ValueError(f"application must be 'encoder', 'lm' or 'unilm', found {application!r}")
-        if nsp is not None and pooler is None:
-            raise ValueError("the NSP head reads the pooled output: build the pooler too (with_pool=True)")
+        if (nsp is not None or classifier is not None) and pooler is None:
+            raise ValueError("the NSP and classification heads read the pooled output: build the pooler too")
         self.config = config
         self.application = application
         self.embeddings = embeddings
         self.blocks = blocks
         self.position_bias = position_bias
         self.pooler, self.mlm, self.nsp = pooler, mlm, nsp
+        self.classifier = classifier
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
@@ -60,5 +62,6 @@ class Encoder(nn.Module):
             pooled_output=pooled,
             logits=self.mlm(x) if self.mlm is not None else None,
             nsp_logits=self.nsp(pooled) if self.nsp is not None else None,
+            label_logits=self.classifier(pooled) if self.classifier is not None else None,
             hidden_states=tuple(states) if states is not None else None,
         )

@@ -46,3 +46,15 @@ class NSPHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.dense(pooled)
+
+
+class Classifier(nn.Module):
+    """Pooled output ─► dropout ─► dense: one logit per label (sequence classification)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.dense = Linear(hidden_size, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.dropout(pooled))
