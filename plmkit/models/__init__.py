@@ -34,6 +34,8 @@ class Family:
 REGISTRY: dict[str, str] = {
     "bert": "plmkit.models.bert",
     "roberta": "plmkit.models.bert",
+    "gpt": "plmkit.models.gpt",
+    "gpt2": "plmkit.models.gpt",
 }
 # families whose modules are being written; registered when their module lands
 PLANNED: dict[str, str] = {
@@ -43,8 +45,6 @@ PLANNED: dict[str, str] = {
     "nezha": "plmkit.models.nezha",
     "roformer": "plmkit.models.roformer",
     "roformer_v2": "plmkit.models.roformer",
-    "gpt": "plmkit.models.gpt",
-    "gpt2": "plmkit.models.gpt",
     "t5.1.0": "plmkit.models.t5",
     "t5.1.1": "plmkit.models.t5",
     "mt5.1.1": "plmkit.models.t5",

@@ -1,0 +1,81 @@
+"""Pre-norm blocks and the decoder-only stack GPT-style language models share.
+
+    ids ─► embeddings ─► L × block (causal mask ∧ padding) ─► [final norm] ─► [LM head] ─► logits (B, T, V)
+
+The stack takes its block, final norm and head as arguments: GPT (post-norm, no final
+norm) and GPT-2 (pre-norm, final LayerNorm) differ only in what their builders pass in.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import masks
+from .encoder import ModelOutput
+
+
+class PreNormBlock(nn.Module):
+    """GPT-2's arrangement (Radford et al. 2019; arXiv:2002.04745 on why it trains stably):
+
+        x ─► attn_norm ─► attn ─► dropout ─► (+x) ─► h ─► ffn_norm ─► ffn ─► dropout ─► (+h)
+    """
+
+    def __init__(self, attn: nn.Module, ffn: nn.Module, attn_norm: nn.Module, ffn_norm: nn.Module,
+                 dropout: float) -> None:
+        super().__init__()
+        self.attn_norm, self.attn = attn_norm, attn
+        self.ffn_norm, self.ffn = ffn_norm, ffn
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                position_bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask, position_bias))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) 1/0 mask -> (B, T) positions counting real tokens from 0; pads get 0.
+
+    This is what transformers' generate() passes for left-padded prompts (its forward alone
+    uses 0..T-1 whatever the mask); pass the result as `position_ids` so that a left-padded
+    row gives the same outputs as the same row unpadded.
+    """
+    mask = attention_mask.long()
+    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+class Decoder(nn.Module):
+    """A decoder-only language model: every token sees itself and the tokens before it.
+
+    `final_norm` (GPT-2) normalises the last block's output; `lm_head` maps hidden states to
+    vocabulary logits (None: features only). Position ids default to 0..T-1 as in
+    transformers' forward; for left padding pass `position_ids_from_mask(attention_mask)`.
+    """
+
+    def __init__(self, config, embeddings: nn.Module, blocks: nn.Module, *, final_norm: nn.Module | None = None,
+                 lm_head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.application = "lm"
+        self.embeddings = embeddings
+        self.blocks = blocks
+        self.final_norm = final_norm
+        self.lm_head = lm_head
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool = False) -> ModelOutput:
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
+        mask = masks.additive(masks.build("lm", input_ids, None, attention_mask), x.dtype)  # (B|1, 1, T, T)
+        states = [x] if output_hidden_states else None
+        for block in self.blocks:
+            x = block(x, mask)
+            if states is not None:
+                states.append(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return ModelOutput(
+            last_hidden_state=x,
+            logits=self.lm_head(x) if self.lm_head is not None else None,
+            hidden_states=tuple(states) if states is not None else None,
+        )
