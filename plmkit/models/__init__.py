@@ -36,11 +36,11 @@ REGISTRY: dict[str, str] = {
     "roberta": "plmkit.models.bert",
     "gpt": "plmkit.models.gpt",
     "gpt2": "plmkit.models.gpt",
+    "albert": "plmkit.models.albert",
+    "albert_unshared": "plmkit.models.albert",
 }
 # families whose modules are being written; registered when their module lands
 PLANNED: dict[str, str] = {
-    "albert": "plmkit.models.albert",
-    "albert_unshared": "plmkit.models.albert",
     "electra": "plmkit.models.electra",
     "nezha": "plmkit.models.nezha",
     "roformer": "plmkit.models.roformer",
