@@ -38,6 +38,9 @@ REGISTRY: dict[str, str] = {
     "gpt2": "plmkit.models.gpt",
     "albert": "plmkit.models.albert",
     "albert_unshared": "plmkit.models.albert",
+    "t5.1.0": "plmkit.models.t5",
+    "t5.1.1": "plmkit.models.t5",
+    "mt5.1.1": "plmkit.models.t5",
 }
 # families whose modules are being written; registered when their module lands
 PLANNED: dict[str, str] = {
@@ -45,9 +48,6 @@ PLANNED: dict[str, str] = {
     "nezha": "plmkit.models.nezha",
     "roformer": "plmkit.models.roformer",
     "roformer_v2": "plmkit.models.roformer",
-    "t5.1.0": "plmkit.models.t5",
-    "t5.1.1": "plmkit.models.t5",
-    "mt5.1.1": "plmkit.models.t5",
 }
 
 

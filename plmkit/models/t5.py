@@ -1,0 +1,369 @@
+"""T5.1.0, T5.1.1 and mT5: pre-norm encoder-decoders with bucketed relative position bias.
+
+    input_ids ─► token table ─► dropout ─► encoder: L × PreNormBlock(RMSNorm, SelfAttention(scale=1)
+                                                        + bidirectional relative bias, RMSNorm, FFN)
+                                       ─► RMSNorm ─► memory
+    decoder_input_ids ─► same token table ─► decoder: L' × PreNormDecoderBlock(causal SelfAttention
+                                                        + causal relative bias, CrossAttention(memory), FFN)
+                                       ─► RMSNorm ─► head
+    head: T5.1.0  (hidden · d_model^-0.5) @ tokensᵀ         (tied, ReLU FFN)
+          T5.1.1 / mT5  untied Linear                       (gated-GELU FFN)
+
+T5: arXiv:1910.10683. T5.1.1 (gated GELU, no tying, no dropout in pre-training):
+github.com/google-research/text-to-text-transfer-transformer/blob/main/released_checkpoints.md.
+mT5 (T5.1.1 on a 250k multilingual vocabulary): arXiv:2010.11934. Attention is not scaled by
+1/sqrt(d): T5 folds it into the initialisation of q. The relative bias is computed once per
+stack (bidirectional buckets in the encoder, causal ones in the decoder) and shared by all layers.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..config import ConfigError, ModelConfig
+from ..convert.namemap import Rule
+from ..modules.attention import SelfAttention
+from ..modules.cross_attention import CrossAttention
+from ..modules.embeddings import Embeddings
+from ..modules.encoder_decoder import (EncoderDecoder, LMHead, PreNormBlock, PreNormDecoderBlock, Stack,
+                                       TiedLMHead)
+from ..modules.feedforward import FeedForward, GatedFeedForward
+from ..modules.norms import RMSNorm
+from ..modules.relative_bias import RelativePositionBias
+from . import Family
+
+# Family presets: what each name means where a config file does not say.
+PRESETS: dict[str, dict[str, Any]] = {
+    "t5.1.0": {"feed_forward_proj": "relu", "tie_word_embeddings": True, "model_type": "t5"},
+    "t5.1.1": {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "model_type": "t5"},
+    "mt5.1.1": {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "model_type": "mt5"},
+}
+# family-specific numeric options kept in ModelConfig.extra, with their defaults
+EXTRA_DEFAULTS: dict[str, Any] = {
+    "gated_ffn": False,
+    "tie_word_embeddings": True,  # the head reads the token table, scaled by d_model^-0.5
+    "num_decoder_layers": None,  # None: as many as the encoder
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "decoder_start_token_id": 0,
+    "eos_token_id": 1,
+    "initializer_factor": 1.0,
+}
+_TANH_GELUS = ("gelu_new", "gelu_tanh", "gelu_fast", "gelu_pytorch_tanh")
+
+
+def t5_options(config: ModelConfig) -> dict[str, Any]:
+    """The T5 options of `config.extra`, defaults filled in and checked."""
+    unknown = sorted(set(config.extra) - set(EXTRA_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{config.source}: unknown T5 options in extra: {unknown}; known: {sorted(EXTRA_DEFAULTS)}")
+    o = {**EXTRA_DEFAULTS, **config.extra}
+    if o["num_decoder_layers"] is None:
+        o["num_decoder_layers"] = config.num_layers
+    for name in ("num_decoder_layers", "relative_attention_num_buckets", "relative_attention_max_distance"):
+        if not isinstance(o[name], int) or isinstance(o[name], bool) or o[name] <= 0:
+            raise ConfigError(f"{config.source}: T5 option {name!r} must be a positive integer, found {o[name]!r}")
+    for name in ("gated_ffn", "tie_word_embeddings"):
+        if not isinstance(o[name], bool):
+            raise ConfigError(f"{config.source}: T5 option {name!r} must be true or false, found {o[name]!r}")
+    return o
+
+
+# ---- builder ---------------------------------------------------------------------------------
+
+def _ffn(c: ModelConfig, gated: bool) -> nn.Module:
+    if gated:
+        return GatedFeedForward(c.hidden_size, c.intermediate_size, c.hidden_act, bias=False)
+    return FeedForward(c.hidden_size, c.intermediate_size, c.hidden_act, bias=False)
+
+
+def _self_attention(c: ModelConfig) -> SelfAttention:
+    return SelfAttention(c.hidden_size, c.num_heads, c.head_size, bias=False, dropout=c.attention_dropout, scale=1.0)
+
+
+def _norm(c: ModelConfig) -> RMSNorm:
+    return RMSNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+
+def _relative_bias(c: ModelConfig, o: dict[str, Any], bidirectional: bool) -> RelativePositionBias:
+    return RelativePositionBias(o["relative_attention_num_buckets"], o["relative_attention_max_distance"],
+                                c.num_heads, bidirectional=bidirectional)
+
+
+def build_t5(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
+             application: str = "encoder") -> EncoderDecoder:
+    """A T5-style encoder-decoder; FFN shape and head tying come from the config (see PRESETS)."""
+    if with_pool or with_nsp:
+        raise ValueError("T5 has no pooler or NSP head (with_pool / with_nsp must be False); "
+                         "its LM head is always built")
+    if application not in ("encoder", "seq2seq"):
+        raise ValueError(f"T5 is an encoder-decoder: application must be 'seq2seq' (or the default), "
+                         f"found {application!r}")
+    c, o = config, t5_options(config)
+    embeddings = Embeddings(c.vocab_size, c.hidden_size, type_vocab_size=0, positions=None, norm=None,
+                            dropout=c.dropout)
+    encoder = Stack(
+        nn.ModuleList(PreNormBlock(_self_attention(c), _ffn(c, o["gated_ffn"]), _norm(c), _norm(c), c.dropout)
+                      for _ in range(c.num_layers)),
+        _norm(c), relative_bias=_relative_bias(c, o, bidirectional=True), dropout=c.dropout)
+    decoder = Stack(
+        nn.ModuleList(
+            PreNormDecoderBlock(_self_attention(c),
+                                CrossAttention(c.hidden_size, c.num_heads, c.head_size, bias=False,
+                                               dropout=c.attention_dropout, scale=1.0),
+                                _ffn(c, o["gated_ffn"]), _norm(c), _norm(c), _norm(c), c.dropout)
+            for _ in range(o["num_decoder_layers"])),
+        _norm(c), relative_bias=_relative_bias(c, o, bidirectional=False), dropout=c.dropout)
+    head = TiedLMHead(scale=c.hidden_size ** -0.5) if o["tie_word_embeddings"] else LMHead(c.hidden_size, c.vocab_size)
+    model = EncoderDecoder(c, embeddings, encoder, decoder, head)
+    return init_weights(model, o["initializer_factor"])
+
+
+def init_weights(model: EncoderDecoder, factor: float = 1.0) -> EncoderDecoder:
+    """Mesh TensorFlow's T5 initialisation: unit-variance embeddings, fan-in scaled projections,
+    q further scaled by head_size^-0.5 (the attention scale T5 leaves out of the product)."""
+    d = model.config.hidden_size
+    nn.init.normal_(model.embeddings.token.weight, std=factor)
+    if isinstance(model.lm_head, LMHead):
+        nn.init.normal_(model.lm_head.weight, std=factor)
+    for m in model.modules():
+        if isinstance(m, SelfAttention):
+            inner = m.num_heads * m.head_size
+            nn.init.normal_(m.qkv.weight[:inner], std=factor * (d * m.head_size) ** -0.5)
+            nn.init.normal_(m.qkv.weight[inner:], std=factor * d ** -0.5)
+            nn.init.normal_(m.out.weight, std=factor * inner ** -0.5)
+        elif isinstance(m, CrossAttention):
+            nn.init.normal_(m.q.weight, std=factor * (d * m.head_size) ** -0.5)
+            nn.init.normal_(m.kv.weight, std=factor * d ** -0.5)
+            nn.init.normal_(m.out.weight, std=factor * (m.num_heads * m.head_size) ** -0.5)
+        elif isinstance(m, (FeedForward, GatedFeedForward)):
+            nn.init.normal_(m.up.weight if isinstance(m, FeedForward) else m.gate_up.weight, std=factor * d ** -0.5)
+            nn.init.normal_(m.down.weight, std=factor * m.down.weight.shape[1] ** -0.5)
+        elif isinstance(m, RelativePositionBias):
+            nn.init.normal_(m.weight, std=factor * d ** -0.5)
+        elif isinstance(m, RMSNorm):
+            nn.init.ones_(m.weight)
+    return model
+
+
+# ---- Hugging Face configs ---------------------------------------------------------------------
+
+def family_from_hf_config(d: dict[str, Any]) -> str:
+    """The family an HF T5 / mT5 config.json describes: model_type, then feed_forward_proj."""
+    if d.get("model_type") == "mt5":
+        return "mt5.1.1"
+    return "t5.1.1" if str(d.get("feed_forward_proj", "relu")).startswith("gated-") else "t5.1.0"
+
+
+def _parse_ffn(proj: Any, source: str) -> tuple[bool, str]:
+    """HF feed_forward_proj ("relu", "gated-gelu", "gated-silu", ...) -> (gated, our activation name)."""
+    parts = str(proj).split("-")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+        raise ConfigError(f"{source}: field 'feed_forward_proj' is {proj!r}; expected 'ACT' or 'gated-ACT'")
+    gated, act = len(parts) == 2, parts[-1]
+    if proj == "gated-gelu":
+        act = "gelu_new"  # HF's "gated-gelu" is the tanh approximation, as mesh TensorFlow's gelu
+    if act not in ("relu", "gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "silu", "swish", "tanh"):
+        raise ConfigError(f"{source}: field 'feed_forward_proj' is {proj!r}: activation {act!r} is not supported")
+    return gated, act
+
+
+def _hf_tied(d: dict[str, Any], default: bool) -> bool:
+    """Whether the checkpoint's head is the token table (and is scaled by d_model^-0.5).
+
+    transformers 5 writes tie_word_embeddings=true into every T5 / mT5 config and keeps the
+    original setting in scale_decoder_outputs (T5) — it unties by finding lm_head.weight in
+    the file — so that field, where present, is the one to believe. mT5 heads are never tied.
+    """
+    if d.get("model_type") == "mt5":
+        return False
+    if "scale_decoder_outputs" in d:
+        return bool(d["scale_decoder_outputs"])
+    return bool(d.get("tie_word_embeddings", default))
+
+
+def _first_int(*values: Any) -> int:
+    """The first value that is set (HF writes null for unset token ids; eos may be a list)."""
+    for v in values:
+        if isinstance(v, list) and v:
+            v = v[0]
+        if v is not None and not isinstance(v, list):
+            return int(v)
+    raise ValueError("no value set")
+
+
+def config_from_hf(d: dict[str, Any], source: str = "<dict>", family: str | None = None) -> ModelConfig:
+    """Translate an HF T5Config / MT5Config dict; `family=None` decides it from the file.
+
+    A named family must agree with the file's feed_forward_proj (a ReLU checkpoint cannot be
+    loaded as T5.1.1); fields the file leaves out take the family's presets.
+    """
+    detected = family_from_hf_config(d)
+    name = family or detected
+    if name not in PRESETS:
+        raise ConfigError(f"{source}: unknown T5 family {name!r}; known: {sorted(PRESETS)}")
+    preset = PRESETS[name]
+    proj = d.get("feed_forward_proj") or preset["feed_forward_proj"]
+    gated, act = _parse_ffn(proj, source)
+    if family is not None and gated != _parse_ffn(preset["feed_forward_proj"], source)[0]:
+        raise ConfigError(f"{source}: field 'feed_forward_proj' is {proj!r} but model={family!r} expects "
+                          f"{preset['feed_forward_proj']!r}; this file holds a {detected} checkpoint")
+    for field in ("vocab_size", "d_model", "d_ff", "num_heads", "num_layers"):
+        if field not in d:
+            raise ConfigError(f"{source}: required field {field!r} is missing (found fields: {sorted(d)})")
+    d_kv = d.get("d_kv", 64)
+    extra = {
+        "gated_ffn": gated,
+        "tie_word_embeddings": _hf_tied(d, preset["tie_word_embeddings"]),
+        "num_decoder_layers": d.get("num_decoder_layers") or d["num_layers"],
+        "relative_attention_num_buckets": d.get("relative_attention_num_buckets", 32),
+        "relative_attention_max_distance": d.get("relative_attention_max_distance", 128),
+        "decoder_start_token_id": _first_int(d.get("decoder_start_token_id"), d.get("pad_token_id"), 0),
+        "eos_token_id": _first_int(d.get("eos_token_id"), 1),
+        "initializer_factor": float(d.get("initializer_factor", 1.0)),
+    }
+    dropout = float(d.get("dropout_rate", 0.1))
+    return ModelConfig(family=name, vocab_size=d["vocab_size"], hidden_size=d["d_model"], num_layers=d["num_layers"],
+                       num_heads=d["num_heads"], head_size=d_kv, intermediate_size=d["d_ff"], type_vocab_size=0,
+                       max_position=d.get("n_positions") or 512, hidden_act=act,
+                       layer_norm_eps=d.get("layer_norm_epsilon", 1e-6), dropout=dropout, attention_dropout=dropout,
+                       pad_token_id=_first_int(d.get("pad_token_id"), 0),
+                       extra=extra, source=source)
+
+
+def config_to_hf(c: ModelConfig) -> dict[str, Any]:
+    """Our config as an HF T5Config / MT5Config dict (read back identically by config_from_hf)."""
+    o = t5_options(c)
+    model_type = PRESETS[c.family]["model_type"]
+    if o["gated_ffn"]:
+        if c.hidden_act == "gelu":
+            raise ConfigError(f"{c.source}: a gated FFN with exact gelu has no HF feed_forward_proj "
+                              "('gated-gelu' means the tanh approximation)")
+        proj = "gated-gelu" if c.hidden_act in _TANH_GELUS else f"gated-{c.hidden_act}"
+    else:
+        proj = "gelu_new" if c.hidden_act in _TANH_GELUS else c.hidden_act
+    if model_type == "mt5" and o["tie_word_embeddings"]:
+        raise ConfigError(f"{c.source}: transformers' MT5 never scales a tied head; save this model as "
+                          "family 't5.1.0' or untie it (tie_word_embeddings=False)")
+    hf = {
+        "model_type": model_type,
+        "architectures": [_ARCHITECTURES[model_type]],
+        "vocab_size": c.vocab_size,
+        "d_model": c.hidden_size,
+        "d_kv": c.head_size,
+        "d_ff": c.intermediate_size,
+        "num_layers": c.num_layers,
+        "num_decoder_layers": o["num_decoder_layers"],
+        "num_heads": c.num_heads,
+        "relative_attention_num_buckets": o["relative_attention_num_buckets"],
+        "relative_attention_max_distance": o["relative_attention_max_distance"],
+        "dropout_rate": c.dropout,
+        "layer_norm_epsilon": c.layer_norm_eps,
+        "initializer_factor": o["initializer_factor"],
+        "feed_forward_proj": proj,
+        "tie_word_embeddings": o["tie_word_embeddings"],
+        "is_encoder_decoder": True,
+        "pad_token_id": c.pad_token_id,
+        "eos_token_id": o["eos_token_id"],
+        "decoder_start_token_id": o["decoder_start_token_id"],
+    }
+    if model_type == "t5":
+        hf["scale_decoder_outputs"] = o["tie_word_embeddings"]  # read by transformers >= 5
+    if c.dropout != c.attention_dropout:
+        raise ConfigError(f"{c.source}: T5 configs have one dropout_rate; dropout {c.dropout} and "
+                          f"attention_dropout {c.attention_dropout} differ")
+    return hf
+
+
+_ARCHITECTURES = {"t5": "T5ForConditionalGeneration", "mt5": "MT5ForConditionalGeneration"}
+
+
+def hf_architecture(model: nn.Module) -> str:
+    """The transformers class that reads what save_pretrained writes for this model."""
+    return _ARCHITECTURES[PRESETS[model.config.family]["model_type"]]
+
+
+# ---- Hugging Face names (data) ---------------------------------------------------------------
+
+def _ffn_rules(ours: str, theirs: str, gated: bool) -> list[Rule]:
+    if gated:  # wi_0 goes through the activation (our gate half), wi_1 is linear
+        return [Rule(f"{ours}.gate_up.weight", [f"{theirs}.wi_0.weight", f"{theirs}.wi_1.weight"]),
+                Rule(f"{ours}.down.weight", f"{theirs}.wo.weight")]
+    return [Rule(f"{ours}.up.weight", f"{theirs}.wi.weight"), Rule(f"{ours}.down.weight", f"{theirs}.wo.weight")]
+
+
+def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str]]:
+    """Our names <- transformers' T5ForConditionalGeneration / MT5ForConditionalGeneration names."""
+    o, p = t5_options(config), prefix
+    E, D = f"{p}encoder.block.{{i}}.layer.", f"{p}decoder.block.{{i}}.layer."
+    encoder = [
+        Rule("encoder.blocks.{i}.attn.qkv.weight", [f"{E}0.SelfAttention.{n}.weight" for n in "qkv"]),
+        Rule("encoder.blocks.{i}.attn.out.weight", f"{E}0.SelfAttention.o.weight"),
+        Rule("encoder.blocks.{i}.attn_norm.weight", f"{E}0.layer_norm.weight"),
+        *_ffn_rules("encoder.blocks.{i}.ffn", f"{E}1.DenseReluDense", o["gated_ffn"]),
+        Rule("encoder.blocks.{i}.ffn_norm.weight", f"{E}1.layer_norm.weight"),
+    ]
+    decoder = [
+        Rule("decoder.blocks.{i}.attn.qkv.weight", [f"{D}0.SelfAttention.{n}.weight" for n in "qkv"]),
+        Rule("decoder.blocks.{i}.attn.out.weight", f"{D}0.SelfAttention.o.weight"),
+        Rule("decoder.blocks.{i}.attn_norm.weight", f"{D}0.layer_norm.weight"),
+        Rule("decoder.blocks.{i}.cross.q.weight", f"{D}1.EncDecAttention.q.weight"),
+        Rule("decoder.blocks.{i}.cross.kv.weight", [f"{D}1.EncDecAttention.{n}.weight" for n in "kv"]),
+        Rule("decoder.blocks.{i}.cross.out.weight", f"{D}1.EncDecAttention.o.weight"),
+        Rule("decoder.blocks.{i}.cross_norm.weight", f"{D}1.layer_norm.weight"),
+        *_ffn_rules("decoder.blocks.{i}.ffn", f"{D}2.DenseReluDense", o["gated_ffn"]),
+        Rule("decoder.blocks.{i}.ffn_norm.weight", f"{D}2.layer_norm.weight"),
+    ]
+    top = [
+        Rule("embeddings.token.weight", f"{p}shared.weight", vocab_rows=True),
+        Rule("encoder.relative_bias.weight", f"{p}encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+        Rule("decoder.relative_bias.weight", f"{p}decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+        Rule("encoder.norm.weight", f"{p}encoder.final_layer_norm.weight"),
+        Rule("decoder.norm.weight", f"{p}decoder.final_layer_norm.weight"),
+    ]
+    # copies of the shared table some files store, and a bias older checkpoints carry but no model reads
+    tied = {f"{p}encoder.embed_tokens.weight", f"{p}decoder.embed_tokens.weight",
+            f"{p}decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"}
+    if o["tie_word_embeddings"]:
+        tied.add("lm_head.weight")
+    else:
+        top.append(Rule("lm_head.weight", "lm_head.weight", vocab_rows=True))
+    rules = ([e for r in encoder for e in r.expand(config.num_layers, {})]
+             + [e for r in decoder for e in r.expand(o["num_decoder_layers"], {})] + top)
+    return rules, tied
+
+
+# tf_rules: mesh TensorFlow checkpoint names (shared/embedding, encoder/block_000/layer_000/SelfAttention/q,
+# encoder/block_000/layer_001/DenseReluDense/wi_0/kernel, decoder/logits/kernel, ...; kernels stored
+# transposed) go here when the TensorFlow reader lands (issue 3).
+
+
+def tiny_config(family: str = "t5.1.0") -> ModelConfig:
+    """A tiny config of `family` for tests: odd head count, head_size not hidden/heads, 3 decoder layers."""
+    preset = PRESETS[family]
+    gated, act = _parse_ffn(preset["feed_forward_proj"], "tiny_config")
+    return ModelConfig(family=family, vocab_size=50, hidden_size=24, num_layers=2, num_heads=3, head_size=7,
+                       intermediate_size=37, type_vocab_size=0, hidden_act=act, layer_norm_eps=1e-6,
+                       extra={"gated_ffn": gated, "tie_word_embeddings": preset["tie_word_embeddings"],
+                              "num_decoder_layers": 3, "relative_attention_num_buckets": 10,
+                              "relative_attention_max_distance": 20})
+
+
+def _family(name: str, hf_model_types: tuple[str, ...], detect: bool) -> Family:
+    # the family that owns an HF model_type is also where a file without model= arrives: it follows
+    # the file (see config_from_hf); the other names insist on their own FFN shape
+    return Family(
+        name=name, build=build_t5,
+        config_from_hf=lambda d, src: config_from_hf(d, src, None if detect else name),
+        config_to_hf=config_to_hf, hf_model_types=hf_model_types, hf_rules=hf_rules, hf_prefixes=("",),
+        hf_architecture=hf_architecture, tiny=lambda: tiny_config(name),
+        extras={"family_from_hf": family_from_hf_config},
+    )
+
+
+FAMILIES = {
+    "t5.1.0": _family("t5.1.0", ("t5",), detect=True),
+    "t5.1.1": _family("t5.1.1", (), detect=False),
+    "mt5.1.1": _family("mt5.1.1", ("mt5",), detect=False),
+}
