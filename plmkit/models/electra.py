@@ -1,0 +1,146 @@
+"""ELECTRA: a BERT encoder read as a discriminator (replaced-token detection) or a generator (MLM).
+
+    ids, segments ─► Embeddings(token + segment + position in E dims ─► LayerNorm [─► project E → H if E ≠ H])
+                 ─► L × PostNormBlock
+                 ─► discriminator (with_rtd): transform H → H ─► act ─► score: one logit per token   (B, T)
+                    generator     (with_mlm): dense H → E ─► GELU ─► LayerNorm(E) ─► tied token table + bias   (B, T, V)
+
+ELECTRA: arXiv:2003.10555. Generator and discriminator are separate checkpoints of different
+sizes, so a model carries one of the two heads. Either sits in the encoder's token-level head
+slot (`model.mlm`), whose output is `out.logits`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ConfigError, ModelConfig, config_from_bert_dict
+from ..convert.namemap import Rule
+from ..modules.embeddings import Embeddings
+from ..modules.encoder import Encoder
+from ..modules.heads import MLMHead
+from ..modules.linear import Linear, canonical_activation
+from ..modules.positions import LearnedPositions
+from . import Family
+from .bert import hf_rules as bert_hf_rules
+from .bert import init_weights, post_norm_block
+
+
+class ReplacedTokenHead(nn.Module):
+    """The discriminator's head: transform ─► act ─► score, one logit per token (> 0: replaced)."""
+
+    def __init__(self, hidden_size: int, act: str) -> None:
+        super().__init__()
+        self.transform = Linear(hidden_size, hidden_size)
+        self.act = canonical_activation(act)
+        self.score = Linear(hidden_size, 1)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.score(self.transform.forward_act(hidden, self.act)).squeeze(-1)  # (B, T)
+
+
+def build_electra(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
+                  application: str = "encoder", with_rtd: bool = False) -> Encoder:
+    """ELECTRA encoder with the discriminator's RTD head (with_rtd) or the generator's MLM head (with_mlm)."""
+    if with_pool or with_nsp:
+        raise ValueError("ELECTRA checkpoints have no pooler or NSP head (with_pool / with_nsp); "
+                         "classify from out.last_hidden_state[:, 0] instead")
+    if with_mlm and with_rtd:
+        raise ValueError("with_mlm (generator) and with_rtd (discriminator) come from different ELECTRA "
+                         "checkpoints; load each into its own model")
+    c = config
+    dim = c.embedding_size or c.hidden_size
+    embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size,
+                            positions=LearnedPositions(c.max_position, dim),
+                            norm=nn.LayerNorm(dim, eps=c.layer_norm_eps), dropout=c.dropout,
+                            project_to=c.hidden_size if c.embedding_size else None)
+    blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers))
+    head = None
+    if with_mlm:  # the generator's head uses exact GELU whatever hidden_act says
+        head = MLMHead(c.hidden_size, embeddings.token, "gelu", nn.LayerNorm(dim, eps=c.layer_norm_eps))
+    elif with_rtd:
+        head = ReplacedTokenHead(c.hidden_size, c.hidden_act)
+    model = Encoder(c, embeddings, blocks, application=application, mlm=head)
+    return init_weights(model, c.initializer_range)
+
+
+# ---- Hugging Face names (data) ---------------------------------------------------------------
+# tf_rules: Google's ELECTRA TensorFlow checkpoints (electra/embeddings/..., discriminator_predictions/...,
+# generator_predictions/..., with the generator's encoder under generator/) will be mapped here when
+# the TensorFlow reader lands (issue 3).
+
+def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+    """Our names <- transformers' ElectraModel / ElectraForPreTraining / ElectraForMaskedLM names."""
+    p = prefix
+    bert, _ = bert_hf_rules(config, prefix)  # embeddings and blocks are named as BERT's
+    rules = [r for r in bert if r.ours.startswith(("embeddings.", "blocks."))]
+    rules += [
+        Rule("embeddings.project.weight", f"{p}embeddings_project.weight"),
+        Rule("embeddings.project.bias", f"{p}embeddings_project.bias"),
+        Rule("mlm.transform.weight", "discriminator_predictions.dense.weight"),
+        Rule("mlm.transform.bias", "discriminator_predictions.dense.bias"),
+        Rule("mlm.score.weight", "discriminator_predictions.dense_prediction.weight"),
+        Rule("mlm.score.bias", "discriminator_predictions.dense_prediction.bias"),
+        Rule("mlm.dense.weight", "generator_predictions.dense.weight"),
+        Rule("mlm.dense.bias", "generator_predictions.dense.bias"),
+        Rule("mlm.norm.weight", "generator_predictions.LayerNorm.weight"),
+        Rule("mlm.norm.bias", "generator_predictions.LayerNorm.bias"),
+        Rule("mlm.bias", "generator_lm_head.bias", vocab_rows=True),
+    ]
+    tied = {"generator_lm_head.weight", f"{p}embeddings.position_ids", f"{p}embeddings.token_type_ids"}
+    return rules, tied
+
+
+def config_from_hf(d: dict[str, Any], source: str) -> ModelConfig:
+    """An HF ElectraConfig dict -> ModelConfig."""
+    if d.get("tie_word_embeddings") is False:
+        raise ConfigError(f"{source}: tie_word_embeddings is false; ELECTRA's generator head is built tied to "
+                          "the token embeddings")
+    if "embedding_size" not in d:
+        d = {**d, "embedding_size": 128}  # transformers' ElectraConfig default
+    return config_from_bert_dict(d, "electra", source)
+
+
+def config_to_hf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> an HF ElectraConfig dict."""
+    return {
+        "model_type": "electra",
+        "vocab_size": c.vocab_size,
+        "embedding_size": c.embedding_size or c.hidden_size,
+        "hidden_size": c.hidden_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "intermediate_size": c.intermediate_size,
+        "hidden_act": c.hidden_act,
+        "hidden_dropout_prob": c.dropout,
+        "attention_probs_dropout_prob": c.attention_dropout,
+        "max_position_embeddings": c.max_position,
+        "type_vocab_size": c.type_vocab_size,
+        "layer_norm_eps": c.layer_norm_eps,
+        "pad_token_id": c.pad_token_id,
+        "initializer_range": c.initializer_range,
+    }
+
+
+def hf_architecture(model: nn.Module) -> str:
+    """The transformers class that holds the head this model has."""
+    if model.mlm is None:
+        return "ElectraModel"
+    return "ElectraForPreTraining" if isinstance(model.mlm, ReplacedTokenHead) else "ElectraForMaskedLM"
+
+
+def tiny_config() -> ModelConfig:
+    """A tiny ELECTRA config for tests (embedding size below the hidden size: the projection is built)."""
+    return ModelConfig(family="electra", vocab_size=50, embedding_size=16, hidden_size=24, num_layers=2, num_heads=3,
+                       intermediate_size=37, max_position=40)
+
+
+FAMILIES = {
+    "electra": Family(
+        name="electra", build=build_electra, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
+        hf_model_types=("electra",), hf_rules=hf_rules, hf_prefixes=("electra.", ""),
+        hf_architecture=hf_architecture, tiny=tiny_config,
+    ),
+}
