@@ -1,10 +1,10 @@
 """The training loop: exact accumulation, clipping, bf16, the non-finite guard, evaluation, logs."""
 
 import io
-import json
 import logging
 import math
 import sys
+import types
 
 import pytest
 import torch
@@ -12,7 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from plmkit.losses import token_cross_entropy
-from plmkit.training import EMA, ProgressBar, Trainer, load_checkpoint, plot_curves, read_metrics, save_checkpoint
+from plmkit.training import (
+    EMA,
+    MetricsLogger,
+    ProgressBar,
+    Trainer,
+    load_checkpoint,
+    plot_curves,
+    read_metrics,
+    save_checkpoint,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -299,8 +308,59 @@ def test_metrics_log_and_curves(tmp_path, monkeypatch, caplog):
     monkeypatch.undo()
     pytest.importorskip("matplotlib")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A torn last line (a run killed mid-write) is skipped, not fatal.
+    assert all("samples_per_s" in r for r in train)
+    # A torn last line (a run killed mid-write) is skipped, and the next writer starts a fresh line.
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"split": "train", "ste')
     assert len(read_metrics(tmp_path / "metrics.jsonl")) == len(records)
-    json.loads(json.dumps(records))  # plain JSON, no NaN/Infinity tokens in normal records
+    log = MetricsLogger(tmp_path / "metrics.jsonl", tensorboard=False)
+    log.log({"split": "train", "step": 13, "loss": 0.5})
+    log.close()
+    assert read_metrics(tmp_path / "metrics.jsonl")[-1] == {"split": "train", "step": 13, "loss": 0.5}
+    assert len(read_metrics(tmp_path / "metrics.jsonl")) == len(records) + 1
+
+
+def test_tensorboard_receives_numbers_when_installed(tmp_path, monkeypatch):
+    scalars = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            pass
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    log = MetricsLogger(tmp_path / "metrics.jsonl")
+    log.log({"split": "valid", "step": 4, "epoch": 0, "loss": 0.25, "acc": 0.5, "note": "x"})
+    log.close()
+    assert scalars == [("valid/loss", 0.25, 4), ("valid/acc", 0.5, 4)]
+
+
+def test_max_steps_then_resume_in_process_matches_one_run(tmp_path):
+    batches = _classification_batches(n_batches=10)
+
+    def run(out_dir, **fit_options):
+        torch.manual_seed(0)
+        model = MLP()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        trainer = Trainer(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), opt, accumulation=2,
+                          out_dir=out_dir, progress=False)
+        return model, trainer.fit(batches, epochs=2, **fit_options)
+
+    straight, _ = run(tmp_path / "a", resume=False)
+    _, first = run(tmp_path / "b", max_steps=3)
+    assert first["step"] == 3
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (3, 0, 6)
+    resumed, second = run(tmp_path / "b")
+    assert second["step"] == 10
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="valid_loader"):
+        run(tmp_path / "c", early_stopping_patience=1)

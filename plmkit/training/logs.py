@@ -94,7 +94,10 @@ class MetricsLogger:
         """Open (append) ``path``; a TensorBoard writer goes to ``<dir>/tensorboard``."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn = _ends_mid_line(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
+        if torn:  # a killed writer left half a line: end it so the next record stands alone
+            self._file.write("\n")
         self._tb = None
         if tensorboard:
             try:
@@ -123,8 +126,16 @@ class MetricsLogger:
             self._tb.close()
 
 
+def _ends_mid_line(path: Path) -> bool:
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every record of a metrics.jsonl file (a torn last line from a killed run is skipped)."""
+    """Every record of a metrics.jsonl file; lines torn by a killed writer are skipped with a warning."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -137,10 +148,8 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            if number == len(lines):
-                logger.warning("%s:%d: torn last line skipped", path, number)
-                continue
-            raise ValueError(f"{path}:{number}: not a JSON object: {line[:80]!r}") from None
+            logger.warning("%s:%d: not a JSON record (torn by a killed run?), skipped: %r",
+                           path, number, line[:80])
     return records
 
 

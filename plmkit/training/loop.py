@@ -227,7 +227,8 @@ class Trainer:
         self._metrics: MetricsLogger | None = None
         self._bar: ProgressBar | None = None
         self._window_log: list[float] = []
-        self._samples = 0
+        self._samples = 0  # examples since the last progress update (this rank)
+        self._log_samples = 0  # examples since the last metrics record (all ranks)
         self._clock = time.perf_counter()
 
     # ------------------------------------------------------------------ helpers
@@ -339,8 +340,11 @@ class Trainer:
         ``monitor`` (default: the first metric, else the validation loss) with ``mode``
         ('max' for metrics, 'min' for loss by default) drives early stopping and
         ``<out_dir>/best.pt``. With ``resume`` and an existing ``<out_dir>/checkpoint.pt``
-        the run continues exactly where that checkpoint stopped.
+        the run continues exactly where that checkpoint stopped. ``epochs`` and
+        ``max_steps`` count from the start of the run, not from this call.
         """
+        if early_stopping_patience is not None and valid_loader is None:
+            raise ValueError("early_stopping_patience needs a valid_loader to measure")
         if monitor is not None:
             self.monitor = monitor
         if mode is not None:
@@ -441,7 +445,8 @@ class Trainer:
             self._window_log.append(record["loss"])
         if self._bar is not None:
             self._bar.update(1, samples=self._samples * get_world_size(), loss=record["loss"], lr=record["lr"])
-            self._samples = 0
+        self._log_samples += self._samples * get_world_size()
+        self._samples = 0
         if self._metrics is not None:
             if record["skipped"]:
                 self._metrics.log({**record, "event": "skipped_step", "loss": repr(record["loss"]),
@@ -452,10 +457,11 @@ class Trainer:
                     "split": "train", "step": self.step, "epoch": self.epoch,
                     "loss": sum(self._window_log) / len(self._window_log), "lr": record["lr"],
                     "grad_norm": record["grad_norm"], "steps_per_s": len(self._window_log) / max(elapsed, 1e-9),
-                    "time": time.time(),
+                    "samples_per_s": self._log_samples / max(elapsed, 1e-9), "time": time.time(),
                 })
         if not record["skipped"] and self.step % self.log_every == 0:
             self._window_log = []
+            self._log_samples = 0
             self._clock = time.perf_counter()
         if self.save_every is not None and not record["skipped"] and self.step % self.save_every == 0:
             self.save(loader)
