@@ -42,12 +42,12 @@ REGISTRY: dict[str, str] = {
     "t5.1.1": "plmkit.models.t5",
     "mt5.1.1": "plmkit.models.t5",
     "electra": "plmkit.models.electra",
-}
-# families whose modules are being written; registered when their module lands
-PLANNED: dict[str, str] = {
     "nezha": "plmkit.models.nezha",
     "roformer": "plmkit.models.roformer",
     "roformer_v2": "plmkit.models.roformer",
+}
+# families whose modules are being written; registered when their module lands
+PLANNED: dict[str, str] = {
 }
 
 

@@ -1,0 +1,95 @@
+"""NEZHA: BERT with functional relative positions inside attention, none in the embeddings.
+
+    ids, segments ─► Embeddings(token + segment ─► LayerNorm)            (no absolute positions)
+                 ─► L × PostNormBlock(RelativeSelfAttention, FeedForward)
+                         scores q·(k_j + a_ij), outputs Σ p_ij (v_j + a_ij),
+                         a_ij = sinusoid of clip(j - i, ±max_relative_position)
+                 ─► [Pooler] [MLMHead tied to token embeddings] [NSPHead]
+
+NEZHA: arXiv:1909.00204 (Huawei); relative attention after Shaw et al., arXiv:1803.02155.
+Checkpoints name tensors as BERT does (under "nezha." in transformers 4.x files), so the
+BERT name map is reused as is.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..config import ModelConfig, config_from_bert_dict
+from ..modules.embeddings import Embeddings
+from ..modules.encoder import Encoder
+from ..modules.heads import MLMHead, NSPHead, Pooler
+from ..modules.relative_position import FunctionalRelativePositions, RelativeSelfAttention
+from . import Family
+from . import bert
+
+DEFAULT_MAX_RELATIVE_POSITION = 64  # NEZHA's released configs and transformers' NezhaConfig
+
+
+def max_relative_position(config: ModelConfig) -> int:
+    """The clipping distance M of the relative position table."""
+    return int(config.extra.get("max_relative_position", DEFAULT_MAX_RELATIVE_POSITION))
+
+
+def build_nezha(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
+                application: str = "encoder") -> Encoder:
+    """NEZHA encoder with the heads asked for (bert4keras' build_transformer_model options)."""
+    c = config
+    if c.embedding_size:
+        raise ValueError(f"{c.source}: NEZHA has no embedding projection; embedding_size must equal hidden_size "
+                         f"({c.hidden_size}), found {c.embedding_size}")
+    relative = FunctionalRelativePositions(c.head_size, max_relative_position(c))  # one fixed table for all layers
+    embeddings = Embeddings(c.vocab_size, c.hidden_size, type_vocab_size=c.type_vocab_size, positions=None,
+                            norm=bert._norm(c), dropout=c.dropout)
+    blocks = nn.ModuleList(
+        bert.post_norm_block(c, RelativeSelfAttention(c.hidden_size, c.num_heads, c.head_size, relative=relative,
+                                                      dropout=c.attention_dropout))
+        for _ in range(c.num_layers))
+    pooler = Pooler(c.hidden_size) if with_pool or with_nsp else None
+    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, bert._norm(c)) if with_mlm else None
+    nsp = NSPHead(c.hidden_size) if with_nsp else None
+    model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp)
+    return bert.init_weights(model, c.initializer_range)
+
+
+# ---- configs -----------------------------------------------------------------------------------
+
+def config_from_hf(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
+    """NezhaConfig / NEZHA bert_config.json -> ModelConfig (max_relative_position kept in extra)."""
+    config = config_from_bert_dict(d, "nezha", source)
+    m = d.get("max_relative_position", DEFAULT_MAX_RELATIVE_POSITION)
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+        raise ValueError(f"{source}: field 'max_relative_position' must be a positive integer, found {m!r}")
+    config.extra["max_relative_position"] = m
+    return config
+
+
+def config_to_hf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> a NezhaConfig dict (transformers 4.x)."""
+    d = bert._config_to_hf("nezha", ["NezhaForPreTraining"])(c)
+    d["max_relative_position"] = max_relative_position(c)
+    return d
+
+
+def hf_rules(config: ModelConfig, prefix: str):
+    """Our names <- NezhaModel / NezhaForPreTraining names: BERT's, under `prefix`."""
+    return bert.hf_rules(config, prefix)
+
+
+def tiny_config() -> ModelConfig:
+    """A tiny NEZHA config for tests: clipping distance below the test lengths."""
+    return ModelConfig(family="nezha", vocab_size=50, hidden_size=24, num_layers=2, num_heads=3, intermediate_size=37,
+                       max_position=40, extra={"max_relative_position": 5})
+
+
+# TensorFlow checkpoints (NEZHA's released bert_model.ckpt): tf_rules go here, beside hf_rules, once the
+# TF reader lands; the variable names are Google BERT's (bert/encoder/layer_{i}/attention/self/query/kernel ...).
+
+FAMILIES = {
+    "nezha": Family(
+        name="nezha", build=build_nezha, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
+        hf_model_types=("nezha",), hf_rules=hf_rules, hf_prefixes=("nezha.", "bert.", ""),
+        hf_architecture=bert._hf_architecture("Nezha"), tiny=tiny_config,
+    ),
+}

@@ -1,0 +1,207 @@
+"""RoFormer and RoFormer-v2: BERT-shaped encoders whose positions are rotations of q and k.
+
+RoFormer (arXiv:2104.09864, kexue.fm/archives/8265):
+
+    ids, segments ─► Embeddings(token + segment ─► LayerNorm) [─► project to hidden]   (no absolute positions)
+                 ─► L × PostNormBlock(SelfAttention(rotary on q, k), FeedForward)
+                 ─► [Pooler] [MLMHead tied to token embeddings] [NSPHead]
+
+RoFormer-v2 (kexue.fm/archives/8998, github.com/ZhuiyiTechnology/roformer-v2): the same
+topology with every bias removed and every norm scale-free (x / rms(x), nothing learned):
+
+    ids, segments ─► token + segment ─► dropout ─► ScaleFreeNorm [─► project to hidden, no bias]
+                 ─► L × PostNormBlock(SelfAttention(rotary, no bias), FeedForward(no bias), ScaleFreeNorm ×2)
+                 ─► [MLM: (project to embedding size, no bias) ─► dropout ─► tied token embeddingsᵀ, no bias]
+
+Rotary on the values is an option of transformers' RoFormerConfig (rotary_value) that is off
+by default and in the released checkpoints; it is not built here (config_from_hf refuses it).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ConfigError, ModelConfig, config_from_bert_dict
+from ..convert.namemap import Rule
+from ..modules.attention import SelfAttention
+from ..modules.blocks import PostNormBlock
+from ..modules.embeddings import Embeddings
+from ..modules.encoder import Encoder
+from ..modules.feedforward import FeedForward
+from ..modules.heads import MLMHead, NSPHead, Pooler
+from ..modules.linear import Linear
+from ..modules.rotary import RotaryEmbedding
+from . import Family
+from . import bert
+
+# bert4keras' LayerNormalization (which RoFormer-v2 was trained with) falls back to Keras' epsilon
+KERAS_EPSILON = 1e-7
+
+
+class ScaleFreeNorm(nn.Module):
+    """x / sqrt(mean(x²) + eps) over the last dim: RMS normalisation with no learned gain (RoFormer-v2)."""
+
+    def __init__(self, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()  # the mean of squares in fp32 even for bf16 / fp16 activations
+        return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps:g}"
+
+
+class TiedLMHead(nn.Module):
+    """[dense to embedding size] ─► dropout ─► (tied token embeddings)ᵀ, no bias (RoFormer-v2's MLM head)."""
+
+    def __init__(self, embedding: nn.Embedding, dropout: float, in_size: int | None = None) -> None:
+        super().__init__()
+        dim = embedding.weight.shape[1]
+        self.dense = Linear(in_size, dim, bias=False) if in_size is not None and in_size != dim else None
+        self.dropout = nn.Dropout(dropout)
+        self.embedding = [embedding]  # a list hides it from the module tree: the weight is the token table's
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = self.dense(hidden) if self.dense is not None else hidden
+        return F.linear(self.dropout(h), self.embedding[0].weight)  # (B, T, V)
+
+
+def build_roformer(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
+                   application: str = "encoder") -> Encoder:
+    """RoFormer encoder with the heads asked for (bert4keras' build_transformer_model options)."""
+    c = config
+    dim = c.embedding_size or c.hidden_size
+    rotary = RotaryEmbedding(c.head_size)  # parameter-free: one module serves every layer
+    embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size, positions=None,
+                            norm=bert._norm(c, dim), dropout=c.dropout,
+                            project_to=c.hidden_size if c.embedding_size else None)
+    blocks = nn.ModuleList(
+        bert.post_norm_block(c, SelfAttention(c.hidden_size, c.num_heads, c.head_size, rotary=rotary,
+                                              dropout=c.attention_dropout))
+        for _ in range(c.num_layers))
+    pooler = Pooler(c.hidden_size) if with_pool or with_nsp else None
+    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, bert._norm(c, dim)) if with_mlm else None
+    nsp = NSPHead(c.hidden_size) if with_nsp else None
+    model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp)
+    return bert.init_weights(model, c.initializer_range)
+
+
+def build_roformer_v2(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False,
+                      with_nsp: bool = False, application: str = "encoder") -> Encoder:
+    """RoFormer-v2 encoder (no biases, scale-free norms), optionally with its tied MLM head."""
+    c = config
+    if with_pool or with_nsp:
+        raise ValueError("RoFormer-v2 has no pooler or NSP head (its checkpoints hold none); "
+                         "pass with_pool=False, with_nsp=False")
+    dim = c.embedding_size or c.hidden_size
+    rotary = RotaryEmbedding(c.head_size)
+    # v2 applies dropout before its norm: the dropout lives in `norm` and Embeddings' own is off
+    embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size, positions=None,
+                            norm=nn.Sequential(nn.Dropout(c.dropout), ScaleFreeNorm(c.layer_norm_eps)), dropout=0.0)
+    if c.embedding_size:
+        embeddings.project = Linear(dim, c.hidden_size, bias=False)
+    blocks = nn.ModuleList(
+        PostNormBlock(SelfAttention(c.hidden_size, c.num_heads, c.head_size, bias=False, rotary=rotary,
+                                    dropout=c.attention_dropout),
+                      FeedForward(c.hidden_size, c.intermediate_size, c.hidden_act, bias=False),
+                      ScaleFreeNorm(c.layer_norm_eps), ScaleFreeNorm(c.layer_norm_eps), c.dropout)
+        for _ in range(c.num_layers))
+    mlm = TiedLMHead(embeddings.token, c.dropout, in_size=c.hidden_size) if with_mlm else None
+    model = Encoder(c, embeddings, blocks, application=application, mlm=mlm)
+    return bert.init_weights(model, c.initializer_range)
+
+
+# ---- configs -----------------------------------------------------------------------------------
+
+def config_from_hf(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
+    """RoFormerConfig / RoFormer bert_config.json -> ModelConfig."""
+    if d.get("rotary_value"):
+        raise ConfigError(f"{source}: rotary_value=true (rotary embedding applied to the values too) is not "
+                          "supported; RoFormer checkpoints and transformers' default use rotary_value=false")
+    if d.get("norm_type") == "rms_norm" or d.get("use_bias") is False:
+        raise ConfigError(f"{source}: this config describes a RoFormer-v2 (norm_type/use_bias); "
+                          "load it with model='roformer_v2'")
+    return config_from_bert_dict(d, "roformer", source)
+
+
+def config_from_hf_v2(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
+    """RoFormer-v2 config (bert_config.json or ours) -> ModelConfig."""
+    config = config_from_bert_dict(d, "roformer_v2", source)
+    if d.get("layer_norm_eps") is None:  # Google-style configs carry no epsilon; bert4keras then used Keras'
+        config = config.replace(layer_norm_eps=KERAS_EPSILON)
+    return config
+
+
+def config_to_hf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> transformers' RoFormerConfig dict."""
+    d = bert._config_to_hf("roformer", ["RoFormerForMaskedLM"])(c)
+    d.update(embedding_size=c.embedding_size or c.hidden_size, rotary_value=False)
+    return d
+
+
+def config_to_hf_v2(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> our RoFormer-v2 config.json (no transformers class reads it)."""
+    d = bert._config_to_hf("roformer_v2", ["RoFormerV2ForMaskedLM"])(c)
+    d.update(embedding_size=c.embedding_size or c.hidden_size)
+    return d
+
+
+# ---- checkpoint names (data) -------------------------------------------------------------------
+
+def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+    """Our names <- transformers' RoFormerModel / RoFormerForMaskedLM names (BERT's, plus the projection).
+
+    RoFormer-v2 files use the same names (they simply lack biases and norm weights); v2's MLM
+    projection, when the embedding size differs, is stored as cls.predictions.transform.dense.
+    """
+    rules, tied = bert.hf_rules(config, prefix)
+    rules += [
+        Rule("embeddings.project.weight", f"{prefix}embeddings_project.weight"),
+        Rule("embeddings.project.bias", f"{prefix}embeddings_project.bias"),
+    ]
+    # the sinusoid table transformers keeps as a frozen weight: derived, not loaded
+    tied = tied | {f"{prefix}encoder.embed_positions.weight"}
+    return rules, tied
+
+
+# TensorFlow checkpoints (ZhuiyiTechnology's bert_model.ckpt for RoFormer / RoFormer-v2): tf_rules go here,
+# beside hf_rules, once the TF reader lands. Their variable names are Google BERT's without position
+# embeddings (bert/encoder/layer_{i}/attention/self/query/kernel, ...); v2 has no beta/gamma/bias variables,
+# "bert/embeddings/embedding_mapping"-style names for the projections need checking against a real file.
+
+
+def _architecture(base: str):
+    def name(model: nn.Module) -> str:
+        return f"{base}ForMaskedLM" if model.mlm is not None else f"{base}Model"
+    return name
+
+
+def tiny_config() -> ModelConfig:
+    """A tiny RoFormer config for tests, with an embedding projection."""
+    return ModelConfig(family="roformer", vocab_size=50, hidden_size=24, num_layers=2, num_heads=3,
+                       intermediate_size=37, max_position=40, embedding_size=16)
+
+
+def tiny_config_v2() -> ModelConfig:
+    """A tiny RoFormer-v2 config for tests."""
+    return ModelConfig(family="roformer_v2", vocab_size=50, hidden_size=24, num_layers=2, num_heads=3,
+                       intermediate_size=37, max_position=40, hidden_act="relu", layer_norm_eps=KERAS_EPSILON)
+
+
+FAMILIES = {
+    "roformer": Family(
+        name="roformer", build=build_roformer, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
+        hf_model_types=("roformer",), hf_rules=hf_rules, hf_prefixes=("roformer.", ""),
+        hf_architecture=_architecture("RoFormer"), tiny=tiny_config,
+    ),
+    "roformer_v2": Family(
+        name="roformer_v2", build=build_roformer_v2, config_from_hf=config_from_hf_v2, config_to_hf=config_to_hf_v2,
+        hf_model_types=("roformer_v2",), hf_rules=hf_rules, hf_prefixes=("roformer.", ""),
+        hf_architecture=_architecture("RoFormerV2"), tiny=tiny_config_v2,
+    ),
+}
