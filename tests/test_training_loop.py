@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from plmkit.losses import token_cross_entropy
 from plmkit.training import (
@@ -17,6 +18,7 @@ from plmkit.training import (
     MetricsLogger,
     ProgressBar,
     Trainer,
+    distributed_loader,
     load_checkpoint,
     plot_curves,
     read_metrics,
@@ -343,21 +345,25 @@ def test_tensorboard_receives_numbers_when_installed(tmp_path, monkeypatch):
 
 
 def test_max_steps_then_resume_in_process_matches_one_run(tmp_path):
-    batches = _classification_batches(n_batches=10)
+    """Dropout and a loader shuffled by its own seeded generator: both restored on resume."""
+    x = torch.cat([b[0] for b in _classification_batches(n_batches=5)])  # (80, 16)
+    y = torch.cat([b[1] for b in _classification_batches(n_batches=5)])
 
     def run(out_dir, **fit_options):
         torch.manual_seed(0)
-        model = MLP()
+        model = nn.Sequential(nn.Linear(16, 32), nn.Dropout(0.2), nn.Linear(32, 4))
+        loader = distributed_loader(TensorDataset(x, y), batch_size=8, shuffle=True, seed=3)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         trainer = Trainer(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), opt, accumulation=2,
                           out_dir=out_dir, progress=False)
-        return model, trainer.fit(batches, epochs=2, **fit_options)
+        return model, trainer.fit(loader, epochs=2, **fit_options)
 
     straight, _ = run(tmp_path / "a", resume=False)
-    _, first = run(tmp_path / "b", max_steps=3)
-    assert first["step"] == 3
+    # Stop in the second epoch, so the loader's generator must be where epoch 1 began.
+    _, first = run(tmp_path / "b", max_steps=7)
+    assert first["step"] == 7
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
-    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (3, 0, 6)
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (7, 1, 4)
     resumed, second = run(tmp_path / "b")
     assert second["step"] == 10
     for p, q in zip(straight.parameters(), resumed.parameters()):

@@ -175,7 +175,8 @@ class Trainer:
         ``scheduler`` steps once per optimizer step. ``save_every`` (optimizer steps)
         adds mid-epoch checkpoints to the end-of-epoch ones; nothing is written without
         ``out_dir``. ``callbacks`` run on every rank after each optimizer step with the
-        step's record.
+        step's record. ``device`` defaults to the model's (cuda:LOCAL_RANK under DDP on
+        GPUs); build the optimizer and EMA after moving the model there.
         """
         if accumulation < 1:
             raise ValueError(f"accumulation: expected >= 1, found {accumulation}")
