@@ -437,8 +437,15 @@ def test_path_forms_resolve_to_the_prefix(tmp_path):
     with open(tmp_path / "checkpoint", "w") as f:
         f.write('model_checkpoint_path: "b"\nall_model_checkpoint_paths: "a"\n')
     assert resolve_tf_checkpoint(tmp_path) == str(tmp_path / "b")
+    with open(tmp_path / "checkpoint", "w") as f:  # trainer's path, files moved since
+        f.write('model_checkpoint_path: "gs://bucket/run/a"\n')
+    assert resolve_tf_checkpoint(tmp_path) == str(tmp_path / "a")
     with pytest.raises(KeyError, match="'y' not in checkpoint"):
         TFCheckpointReader(tmp_path).get("y")
+    with open(tmp_path / "checkpoint", "w") as f:
+        f.write('all_model_checkpoint_paths: "a"\n')
+    with pytest.raises(TFCheckpointError, match="no model_checkpoint_path"):
+        resolve_tf_checkpoint(tmp_path)
 
 
 # ----------------------------------------------------------------------------- codecs

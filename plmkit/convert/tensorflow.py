@@ -101,8 +101,12 @@ def resolve_tf_checkpoint(path: str | os.PathLike) -> str:
     path = os.fspath(path)
     if os.path.isdir(path):
         prefix = _state_file_prefix(path)
-        if prefix is not None and os.path.isfile(prefix + ".index"):
-            return prefix
+        if prefix is not None:
+            # Released checkpoints often carry the trainer's absolute path (even gs://...);
+            # the files themselves sit beside the state file.
+            for candidate in (prefix, os.path.join(path, os.path.basename(prefix))):
+                if os.path.isfile(candidate + ".index"):
+                    return candidate
         indexes = sorted(glob.glob(os.path.join(glob.escape(path), "*.index")))
         if len(indexes) == 1:
             return indexes[0][: -len(".index")]
