@@ -1,0 +1,185 @@
+"""SentencePiece tokenizers (T5 / mT5, ALBERT) against transformers' tokenizers on models trained here."""
+import argparse
+import collections
+import inspect
+import json
+import textwrap
+import unittest
+
+import pytest
+import torch
+
+from conftest import sentiment_dir
+from plmkit.tokenizers.sentencepiece import SentencePieceTokenizer, load_sentencepiece
+
+spm = pytest.importorskip("sentencepiece")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("google.protobuf", reason="transformers reads spiece.model through protobuf")
+
+
+def _corpus() -> list[str]:
+    """Real text: Chinese reviews (../shared sentiment data) and English docstrings of the standard library."""
+    english = []
+    for module in (argparse, collections, inspect, json, textwrap, unittest):
+        for _, obj in inspect.getmembers(module):
+            doc = inspect.getdoc(obj) if callable(obj) else None
+            if doc:
+                english += [line.strip() for line in doc.splitlines() if len(line.strip()) > 20]
+    chinese = []
+    path = sentiment_dir() / "sentiment.train.data"
+    if path.exists():
+        chinese = [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()[:80]]
+    return english[:600] + chinese
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return _corpus()
+
+
+def _train(tmp, corpus, name, **options):
+    text = tmp / "corpus.txt"
+    text.write_text("\n".join(corpus), encoding="utf-8")
+    (tmp / name).mkdir()
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp / name / "spiece"), vocab_size=800,
+                                   character_coverage=0.98, minloglevel=2, bos_id=-1, **options)
+    return tmp / name
+
+
+@pytest.fixture(scope="module")
+def t5_dir(tmp_path_factory, corpus):
+    return _train(tmp_path_factory.mktemp("spm"), corpus, "t5", pad_id=0, eos_id=1, unk_id=2)
+
+
+@pytest.fixture(scope="module")
+def albert_dir(tmp_path_factory, corpus):
+    return _train(tmp_path_factory.mktemp("spm"), corpus, "albert", pad_id=0, unk_id=1, eos_id=-1,
+                  control_symbols=["[CLS]", "[SEP]", "[MASK]"])
+
+
+TRICKY = [
+    "Hello World, this is a TEST of the tokenizer.",
+    "  leading, trailing   and\tinner   whitespace  ",
+    "Café naïve résumé — ``quoted'' text, 1,000,000 and 3.14",
+    "The <extra_id_0> walks in <extra_id_1> park</s>",
+    "glued<extra_id_7>words and a [MASK] token, [CLS] [SEP] <pad> <unk>",
+    "这个酒店很好，服务员态度也不错！下次还来。",
+    "Ünïcödé 😀 and rare 龘 characters ½ ﬁ",
+    "",
+]
+
+
+def _texts(corpus):
+    held_out = []
+    path = sentiment_dir() / "sentiment.test.data"
+    if path.exists():
+        held_out = [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()[:40]]
+    return TRICKY + corpus[::37][:40] + held_out
+
+
+def test_t5_matches_transformers(t5_dir, corpus):
+    ours = load_sentencepiece(t5_dir / "spiece.model")
+    hf = transformers.T5Tokenizer.from_pretrained(t5_dir)
+    assert ours.vocab_size == len(hf) == 900  # 800 pieces + 100 sentinels
+    assert ours.token_to_id("<extra_id_0>") == hf.convert_tokens_to_ids("<extra_id_0>") == 899
+    texts = _texts(corpus)
+    for text in texts:
+        ids, segments = ours.encode(text)
+        assert ids == hf(text).input_ids, text
+        assert segments == [0] * len(ids)
+        for skip in (True, False):
+            assert ours.decode(ids, skip_special=skip) == hf.decode(ids, skip_special_tokens=skip), (text, skip)
+    batch = ours(texts)
+    ref = hf(texts, padding=True, return_tensors="pt")
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert torch.equal(batch["input_ids"], ref["input_ids"])
+    assert torch.equal(batch["attention_mask"], ref["attention_mask"])
+
+
+@pytest.mark.parametrize("max_length", [3, 8, 13, 40])
+def test_pairs_and_truncation_match_transformers(t5_dir, albert_dir, corpus, max_length):
+    texts = _texts(corpus)
+    firsts, seconds = texts[: len(texts) // 2], texts[len(texts) // 2: 2 * (len(texts) // 2)]
+    for ours, hf in ((load_sentencepiece(t5_dir / "spiece.model"), transformers.T5Tokenizer.from_pretrained(t5_dir)),
+                     (load_sentencepiece(albert_dir / "spiece.model", kind="albert"),
+                      transformers.AlbertTokenizer.from_pretrained(albert_dir))):
+        got = ours(firsts, seconds, max_length=max_length)
+        ref = hf(firsts, seconds, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
+                 return_token_type_ids=ours.segment_ids)
+        for key in got:
+            assert torch.equal(got[key], ref[key]), key
+        single = ours(texts, max_length=max_length, padding="max_length")
+        ref = hf(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
+        assert torch.equal(single["input_ids"], ref["input_ids"])
+
+
+def test_albert_matches_transformers(albert_dir, corpus):
+    ours = load_sentencepiece(albert_dir / "spiece.model")  # detected from the [CLS] / [SEP] pieces
+    assert ours.start_token == "[CLS]" and ours.do_lower_case
+    hf = transformers.AlbertTokenizer.from_pretrained(albert_dir)
+    texts = _texts(corpus)
+    for text in texts:
+        ids, _ = ours.encode(text)
+        assert ids == hf(text).input_ids, text
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=True), text
+    got = ours(texts[:10], texts[10:20])
+    ref = hf(texts[:10], texts[10:20], padding=True, return_tensors="pt", return_token_type_ids=True)
+    assert set(got) == {"input_ids", "token_type_ids", "attention_mask"}
+    for key in got:
+        assert torch.equal(got[key], ref[key]), key
+
+
+def test_bert4keras_truncation_by_hand(t5_dir):
+    """encode(maxlen=) drops from the longer segment, specials counted, the first on a tie (bert4keras)."""
+    tok = load_sentencepiece(t5_dir / "spiece.model")
+    a, b = "the the the the the", "and and and"  # one piece per word
+    assert len(tok.encode(a)[0]) == 6 and len(tok.encode(b)[0]) == 4
+    # lengths 6 + 4 = 10 > 8: first 6 >= 4 -> 5; 5 >= 4 -> 4; 4 + 4 = 8 fits: 3 + 3 content tokens
+    ids, segments = tok.encode(a, b, maxlen=8)
+    the, and_, eos = tok.token_to_id("\u2581the"), tok.token_to_id("\u2581and"), tok.end_token_id
+    assert ids == [the] * 3 + [eos] + [and_] * 3 + [eos]
+    assert segments == [0] * 4 + [1] * 4
+    # 6 + 4 > 7: 5 + 4 > 7: 4 + 4 > 7 -> tie, first: 3 + 4 = 7
+    assert tok.encode(a, b, maxlen=7)[0] == [the] * 2 + [eos] + [and_] * 3 + [eos]
+    with pytest.raises(ValueError, match="no room"):
+        tok.encode(a, b, maxlen=1)
+
+
+def test_pruned_vocabulary_maps_ids(t5_dir, corpus):
+    tok = load_sentencepiece(t5_dir / "spiece.model")
+    seen = corpus[:50]
+    keep = tok.used_token_ids(seen, always=["<extra_id_0>"])
+    assert keep[:3] == [tok.end_token_id, tok.pad_token_id, tok.unk_token_id]
+    small = tok.pruned(keep)
+    assert small.vocab_size == len(keep) < tok.vocab_size
+    for text in seen[:20] + ["<extra_id_0> " + seen[0]]:
+        new, _ = small.encode(text)
+        old, _ = tok.encode(text)
+        assert [keep[i] for i in new] == old  # the same pieces, renumbered
+        assert small.decode(new) == tok.decode(old)
+    unseen = "\u9f98"  # a character no training line has: unk in both
+    assert small.encode(unseen)[0][-2] == small.unk_token_id
+
+
+def test_save_load_round_trip_and_transformers_reads_it(t5_dir, tmp_path):
+    tok = load_sentencepiece(t5_dir / "spiece.model", extra_ids=10, model_max_length=64)
+    tok.save(tmp_path)
+    back = load_sentencepiece(tmp_path / "spiece.model")
+    assert back.extra_ids == 10 and back.model_max_length == 64 and back.vocab_size == 810
+    hf = transformers.T5Tokenizer.from_pretrained(tmp_path)
+    text = "The <extra_id_3> park"
+    assert back.encode(text)[0] == hf(text).input_ids
+
+
+def test_kind_detection_and_errors(t5_dir, tmp_path):
+    assert load_sentencepiece(t5_dir / "spiece.model").end_token == "</s>"
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "albert"}))
+    (tmp_path / "spiece.model").write_bytes((t5_dir / "spiece.model").read_bytes())
+    with pytest.raises(ValueError, match=r"end_token='\[SEP\]' is not a piece"):
+        load_sentencepiece(tmp_path / "spiece.model")  # config.json says ALBERT, the pieces say T5
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": "5"}))
+    with pytest.raises(ValueError, match="extra_ids"):
+        load_sentencepiece(tmp_path / "spiece.model")
+    (tmp_path / "bad.model").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="bad.model"):
+        SentencePieceTokenizer.for_t5(tmp_path / "bad.model")
