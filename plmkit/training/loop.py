@@ -388,7 +388,10 @@ class Trainer:
             if self._metrics is not None:
                 self._metrics.close()
                 self._metrics = None
-                plot_curves(self.out_dir / "metrics.jsonl", self.out_dir / "curves.png")
+                try:
+                    plot_curves(self.out_dir / "metrics.jsonl", self.out_dir / "curves.png")
+                except Exception as exc:  # noqa: BLE001 - a plot must never hide the run's own error
+                    logger.warning("could not draw %s: %s", self.out_dir / "curves.png", exc)
         return {
             "step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
             "best": self.best, "monitor": self.monitor, "stopped_early": self.stopped,
