@@ -525,3 +525,18 @@ def test_snappy_compressed_index_block(tmp_path):
     assert _index_data_blocks(prefix) == [tf_bundle.SNAPPY_COMPRESSION]
     r = TFCheckpointReader(prefix)
     assert r.get("a" * 200).tolist() == [1] and r.get("zeros").tolist() == [0, 0, 0, 0]
+
+
+def test_table_separators_follow_leveldb():
+    # Hand-worked LevelDB BytewiseComparator results (the index keys TF writes).
+    assert tf_bundle._shortest_separator(b"abcd", b"abzz") == b"abd"
+    assert tf_bundle._shortest_separator(b"abc", b"abd") == b"abc"  # 'c'+1 is not < 'd'
+    assert tf_bundle._shortest_separator(b"ab", b"abc") == b"ab"  # prefix: unchanged
+    assert tf_bundle._shortest_separator(b"a\xff1", b"b") == b"a\xff1"
+    assert tf_bundle._short_successor(b"global_step") == b"h"
+    assert tf_bundle._short_successor(b"\xff\xffa") == b"\xff\xffb"
+    assert tf_bundle._short_successor(b"\xff\xff") == b"\xff\xff"
+    # Shortened separators still route every key to its block.
+    keys = [f"k{i:03d}/{'x' * 40}".encode() for i in range(0, 300, 7)]
+    table = tf_bundle.build_table([(k, b"v" + k) for k in keys], block_size=100)
+    assert tf_bundle.read_table(table, "t") == [(k, b"v" + k) for k in keys]
