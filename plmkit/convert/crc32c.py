@@ -153,19 +153,21 @@ def _raw_np(buf: np.ndarray) -> int:
     main = lanes * words * 4
     grid = buf[:main].view("<u4").reshape(lanes, words)  # (lanes, words)
     reg = np.zeros(lanes, dtype=np.uint32)
-    lo = np.empty(lanes, dtype=np.uint32)
-    hi = np.empty(lanes, dtype=np.uint32)
+    tmp = np.empty(lanes, dtype=np.uint32)
+    # intp indices spare np.take a conversion; they are < 65536 so 'clip' never clips.
+    lo = np.empty(lanes, dtype=np.intp)
+    hi = np.empty(lanes, dtype=np.intp)
     step = 64
     for w0 in range(0, words, step):
         # Transposed copy keeps each column contiguous for the inner loop.
         cols = np.ascontiguousarray(grid[:, w0 : w0 + step].T)  # (step, lanes)
         for col in cols:
-            reg ^= col
-            np.bitwise_and(reg, 0xFFFF, out=lo)
-            np.right_shift(reg, 16, out=hi)
-            np.take(lo_tab, lo, out=reg)
-            np.take(hi_tab, hi, out=lo)
-            reg ^= lo
+            np.bitwise_xor(reg, col, out=reg)
+            np.bitwise_and(reg, 0xFFFF, out=lo, casting="unsafe")
+            np.right_shift(reg, 16, out=hi, casting="unsafe")
+            lo_tab.take(lo, out=reg, mode="clip")
+            hi_tab.take(hi, out=tmp, mode="clip")
+            np.bitwise_xor(reg, tmp, out=reg)
     # Fold lanes pairwise: raw(A || B) = Z^len(B)(raw(A)) ^ raw(B).
     span = words * 4
     while reg.size > 1:

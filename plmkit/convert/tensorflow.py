@@ -91,8 +91,13 @@ def _state_file_prefix(directory: str) -> str | None:
                   text, re.M)
     if m is None:
         raise TFCheckpointError(f"{path}: no model_checkpoint_path line in the checkpoint state file")
-    # Text-format protobuf strings use C escapes, which Python bytes literals share.
-    value = ast.literal_eval("b" + m.group(1)).decode("utf-8")
+    # Text-format protobuf strings use C escapes, which Python bytes literals share;
+    # raw non-ASCII characters (hand-edited files) become \x escapes of their UTF-8 first.
+    quoted = m.group(1).encode("utf-8").decode("ascii", "backslashreplace")
+    try:
+        value = ast.literal_eval("b" + quoted).decode("utf-8")
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        raise TFCheckpointError(f"{path}: cannot parse model_checkpoint_path {m.group(1)}: {exc}") from exc
     return value if os.path.isabs(value) else os.path.join(directory, value)
 
 
