@@ -293,6 +293,9 @@ def _ffn_rules(ours: str, theirs: str, gated: bool) -> list[Rule]:
     return [Rule(f"{ours}.up.weight", f"{theirs}.wi.weight"), Rule(f"{ours}.down.weight", f"{theirs}.wo.weight")]
 
 
+_BIAS = "SelfAttention.relative_attention_bias.weight"  # stored in the first layer of each stack only
+
+
 def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' T5ForConditionalGeneration / MT5ForConditionalGeneration names."""
     o, p = t5_options(config), prefix
@@ -317,8 +320,8 @@ def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str
     ]
     top = [
         Rule("embeddings.token.weight", f"{p}shared.weight", vocab_rows=True),
-        Rule("encoder.relative_bias.weight", f"{p}encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
-        Rule("decoder.relative_bias.weight", f"{p}decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+        Rule("encoder.relative_bias.weight", f"{p}encoder.block.0.layer.0.{_BIAS}"),
+        Rule("decoder.relative_bias.weight", f"{p}decoder.block.0.layer.0.{_BIAS}"),
         Rule("encoder.norm.weight", f"{p}encoder.final_layer_norm.weight"),
         Rule("decoder.norm.weight", f"{p}decoder.final_layer_norm.weight"),
     ]

@@ -32,7 +32,8 @@ class CrossAttention(nn.Module):
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of the encoder output, each (B, nh, S, hs)."""
         B, S, _ = memory.shape
-        k, v = self.kv(memory).view(B, S, 2, self.num_heads, self.head_size).permute(2, 0, 3, 1, 4)  # 2 x (B, nh, S, hs)
+        kv = self.kv(memory).view(B, S, 2, self.num_heads, self.head_size)
+        k, v = kv.permute(2, 0, 3, 1, 4)  # 2 x (B, nh, S, hs)
         return k, v
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
