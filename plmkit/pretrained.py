@@ -35,7 +35,7 @@ def _best_prefix(family: Family, config, source) -> str:
 
 
 def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: bool = False, with_pool: bool = False,
-                    with_nsp: bool = False, application: str = "encoder", keep_tokens: list[int] | None = None,
+                    with_nsp: bool = False, application: str | None = None, keep_tokens: list[int] | None = None,
                     allow_missing: bool = False, allow_unexpected: bool = False,
                     dtype: torch.dtype | None = None, **build_options: Any) -> nn.Module:
     """Load a pretrained model (HF directory) in eval mode; `model.load_report` says what was loaded.
@@ -43,6 +43,9 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     Loading is strict: a missing, unexpected or mis-shaped tensor raises CheckpointError naming
     it, unless allow_missing / allow_unexpected is set (then it is listed in the report).
     Tensors of heads that were not asked for (pooler, MLM, NSP) are skipped and reported.
+    `application` ("encoder" | "lm" | "unilm") defaults to the family's own (bidirectional
+    for BERT-like encoders, causal for GPT). `num_labels=N` adds a new classification head,
+    initialised as the builder does and listed in `load_report.missing`.
     """
     path = Path(path)
     if not path.exists():
@@ -51,8 +54,10 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     if (directory / "config.json").exists() and any(
             (directory / n).exists() for n in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                                                 "pytorch_model.bin.index.json")):
-        return _load_hf(directory, model, dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp,
-                                               application=application, **build_options),
+        options = dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, **build_options)
+        if application is not None:
+            options["application"] = application
+        return _load_hf(directory, model, options,
                         keep_tokens, allow_missing, allow_unexpected, dtype)
     if any(directory.glob("*.index")):
         raise NotImplementedError(f"{directory}: original TensorFlow checkpoints are not readable yet (issue 3)")
@@ -99,8 +104,13 @@ def _tie_heads(model: nn.Module) -> None:
         mlm.embedding = [model.embeddings.token]
 
 
-def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf") -> Path:
-    """Write `model` as a directory transformers (format="hf") loads back to the same outputs."""
+def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf", *, dtype: torch.dtype | None = None,
+                    tokenizer=None) -> Path:
+    """Write `model` as a directory transformers (format="hf") loads back to the same outputs.
+
+    `dtype` stores floating tensors in another precision (e.g. float16 to halve the size);
+    `tokenizer` (anything with .save(dir)) is written beside the weights.
+    """
     if format != "hf":
         raise NotImplementedError(f"format {format!r}: only 'hf' is written so far ('tf' comes with issue 3)")
     out = Path(out_dir)
@@ -109,6 +119,8 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf") -
     rules, _ = family.hf_rules(config, family.hf_prefixes[0])
     ours = {k: v for k, v in model.state_dict().items()}
     theirs = invert_map(rules, ours)
+    if dtype is not None:
+        theirs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in theirs.items()}
     missing = sorted(set(ours) - {r.ours for r in rules})
     if missing:
         raise CheckpointError(f"no rule writes our tensors {missing[:5]} for family {config.family!r}")
@@ -117,6 +129,8 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf") -
     out.mkdir(parents=True, exist_ok=True)
     save_safetensors(theirs, out / "model.safetensors")
     save_json(hf, out / "config.json")
+    if tokenizer is not None:
+        tokenizer.save(out)
     return out
 
 

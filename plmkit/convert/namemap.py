@@ -147,7 +147,7 @@ def invert_map(rules: list[Rule], ours: Mapping[str, torch.Tensor]) -> dict[str,
     """Their tensors from ours: split concatenations, undo transposes (rules for unbuilt parts are skipped)."""
     out: dict[str, torch.Tensor] = {}
     for rule in rules:
-        if rule.ours not in ours or rule.optional:
+        if rule.ours not in ours:
             continue
         value = ours[rule.ours]
         parts = [value] if len(rule.theirs) == 1 else list(torch.chunk(value, len(rule.theirs), dim=rule.cat_dim))

@@ -128,8 +128,9 @@ def hf_rules(config: ModelConfig, prefix: str, head_prefix: str = "cls.predictio
         Rule("mlm.bias", f"{h}{m['bias']}", vocab_rows=True),
         Rule("nsp.dense.weight", "cls.seq_relationship.weight"),
         Rule("nsp.dense.bias", "cls.seq_relationship.bias"),
-        Rule("classifier.dense.weight", "classifier.weight"),
-        Rule("classifier.dense.bias", "classifier.bias"),
+        # a classification head is task-specific: absent from pretrained checkpoints, initialised fresh
+        Rule("classifier.dense.weight", "classifier.weight", optional=True),
+        Rule("classifier.dense.bias", "classifier.bias", optional=True),
     ]
     tied = {f"{h}{m['decoder']}.weight", f"{h}{m['decoder']}.bias", f"{p}embeddings.position_ids"}
     expanded = [e for r in rules for e in r.expand(config.num_layers, {})]
@@ -155,7 +156,7 @@ def _config_to_hf(model_type: str, architectures: list[str]):
             "num_hidden_layers": c.num_layers,
             "num_attention_heads": c.num_heads,
             "intermediate_size": c.intermediate_size,
-            "hidden_act": c.hidden_act,
+            "hidden_act": {"gelu_tanh": "gelu_new"}.get(c.hidden_act, c.hidden_act),  # transformers' spelling
             "hidden_dropout_prob": c.dropout,
             "attention_probs_dropout_prob": c.attention_dropout,
             "max_position_embeddings": c.max_position,

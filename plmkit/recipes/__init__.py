@@ -1,0 +1,1 @@
+"""Runnable end-to-end jobs; the CLI calls them."""

@@ -1,0 +1,226 @@
+"""Fine-tune a pretrained encoder for single-text or text-pair classification, and predict with it.
+
+    train/valid/test files ─► read_examples ─► tokenizer ─► encoder + classifier on the pooled output
+                          ─► Trainer (AdamW, warmup + linear decay, early stopping on valid accuracy)
+                          ─► best weights ─► model directory (HF format + tokenizer + label names)
+
+The output directory appears only when the run is complete: work happens in `<out>.partial`
+(resumable: run the same command again after an interruption), renamed at the end.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..convert.files import atomic_write, save_json
+from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
+from ..pretrained import from_pretrained, save_pretrained
+from ..tokenizers import load_tokenizer
+from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from ..training.checkpoint import load_checkpoint
+
+logger = logging.getLogger("plmkit.finetune")
+
+
+@dataclass
+class FinetuneConfig:
+    """Defaults that suit a small model on a few thousand examples."""
+
+    max_length: int = 128
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    epochs: int = 3
+    warmup: float = 0.1
+    patience: int = 2
+    precision: str = "bf16"
+    seed: int = 0
+    text_col: str = "text"
+    pair_col: str | None = None
+    label_col: str = "label"
+
+
+class Batches:
+    """Tokenise (text[, pair], label) rows into padded tensors."""
+
+    def __init__(self, tokenizer, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, rows: list[tuple]) -> dict[str, torch.Tensor]:
+        texts = [r[0] for r in rows]
+        pairs = [r[1] for r in rows] if rows[0][1] is not None else None
+        batch = self.tokenizer(texts, pairs, max_length=self.max_length)
+        if rows[0][2] is not None:
+            batch["labels"] = torch.tensor([r[2] for r in rows])
+        return batch
+
+
+def _rows(data: Examples, labels: list[int] | None) -> list[tuple]:
+    pairs = data.pairs or [None] * len(data)
+    return list(zip(data.texts, pairs, labels if labels is not None else [None] * len(data)))
+
+
+def classification_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy of the label logits, and the example count."""
+    out = model(batch["input_ids"], token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"])
+    return F.cross_entropy(out.label_logits.float(), batch["labels"], reduction="sum"), batch["labels"].new_tensor(
+        batch["labels"].numel())
+
+
+@torch.no_grad()
+def predict_probs(model, loader) -> torch.Tensor:
+    """(N, num_labels) probabilities over a loader of tokenised batches."""
+    model.eval()
+    out = []
+    for batch in loader:
+        logits = model(batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                       attention_mask=batch["attention_mask"]).label_logits
+        out.append(logits.float().softmax(-1))
+    return torch.cat(out)
+
+
+def accuracy_metric(model, loader) -> dict[str, float]:
+    """Accuracy of argmax predictions against the batches' labels."""
+    probs = predict_probs(model, loader)
+    labels = torch.cat([b["labels"] for b in loader])
+    return {"accuracy": (probs.argmax(-1) == labels).float().mean().item()}
+
+
+def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_dir: str | Path,
+             test: str | Path | None = None, cfg: FinetuneConfig | None = None, *, progress: bool = True,
+             overwrite: bool = False) -> dict:
+    """Train a classifier, keep the best epoch on valid, write the model directory; returns the results."""
+    cfg = cfg or FinetuneConfig()
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output directory {out} already exists (pass overwrite to replace it)")
+    work = out.with_name(out.name + ".partial")
+    started = time.time()
+    read = dict(text_col=cfg.text_col, pair_col=cfg.pair_col, label_col=cfg.label_col)
+    train_ex, valid_ex = read_examples(train, **read), read_examples(valid, **read)
+    names = label_index(train_ex)
+    train_y, valid_y = encode_labels(train_ex, names), encode_labels(valid_ex, names)
+    test_ex = read_examples(test, **read) if test else None
+    test_y = encode_labels(test_ex, names) if test_ex is not None else None
+
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(model_path)
+    model = from_pretrained(model_path, num_labels=len(names))
+    model.config.extra["labels"] = list(names)
+    collate = Batches(tokenizer, cfg.max_length)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader = torch.utils.data.DataLoader(_rows(train_ex, train_y), batch_size=cfg.batch_size, shuffle=True,
+                                               generator=generator, collate_fn=collate)
+    eval_loader = lambda ex, y: torch.utils.data.DataLoader(_rows(ex, y), batch_size=64, collate_fn=collate)  # noqa: E731
+    valid_loader = eval_loader(valid_ex, valid_y)
+    steps = math.ceil(len(train_loader)) * cfg.epochs
+    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = lambda_scheduler(optimizer, warmup_linear(int(steps * cfg.warmup), steps))
+    trainer = Trainer(model.train(), classification_loss, optimizer, scheduler, max_grad_norm=1.0,
+                      precision=cfg.precision, out_dir=work, progress=progress, log_every=20)
+    result = trainer.fit(train_loader, epochs=cfg.epochs, valid_loader=valid_loader, metric_fn=accuracy_metric,
+                         early_stopping_patience=cfg.patience, monitor="accuracy", mode="max", valid_loss=False)
+    best = work / "best.pt"
+    if best.exists():
+        model.load_state_dict(load_checkpoint(best)["model"])
+    model.eval()
+    report = {"labels": names, "train_examples": len(train_ex), "valid_examples": len(valid_ex),
+              "valid_accuracy": accuracy_metric(model, valid_loader)["accuracy"], "epochs_run": result["epoch"],
+              "steps": result["step"], "config": asdict(cfg), "model": str(model_path), "seconds": None}
+    if test_ex is not None:
+        report["test_examples"] = len(test_ex)
+        report["test_accuracy"] = accuracy_metric(model, eval_loader(test_ex, test_y))["accuracy"]
+    model_dir = work / "model"
+    save_pretrained(model, model_dir, tokenizer=tokenizer)
+    report["seconds"] = round(time.time() - started, 1)
+    save_json(report, work / "results.json")
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)  # the complete directory appears at once
+    report["out_dir"] = str(out)
+    report["curves"] = str(out / "curves.png")
+    return report
+
+
+class TextClassifier:
+    """A fine-tuned classifier directory, loaded for prediction."""
+
+    def __init__(self, model_dir: str | Path, max_length: int = 128) -> None:
+        model_dir = Path(model_dir)
+        if (model_dir / "model" / "config.json").exists():  # a finetune output directory
+            model_dir = model_dir / "model"
+        self.model = from_pretrained(model_dir)
+        self.labels: list[str] = self.model.config.extra.get("labels") or []
+        if not self.labels:
+            raise ValueError(f"{model_dir}: not a fine-tuned classifier (config.json has no id2label)")
+        self.tokenizer = load_tokenizer(model_dir)
+        self.batches = Batches(self.tokenizer, max_length)
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                batch_size: int = 64) -> list[tuple[str, list[float]]]:
+        """(label, probabilities) for each text."""
+        rows = list(zip(texts, pairs or [None] * len(texts), [None] * len(texts)))
+        loader = torch.utils.data.DataLoader(rows, batch_size=batch_size, collate_fn=self.batches)
+        probs = predict_probs(self.model, loader)
+        return [(self.labels[int(p.argmax())], p.tolist()) for p in probs]
+
+
+def _chunks(path: Path, text_col: str, pair_col: str | None, label_col: str | None,
+            size: int) -> Iterator[list[tuple[str, str | None, str | None]]]:
+    """Rows of a CSV/TSV/JSONL file in chunks, without holding all predictions in memory."""
+    chunk, columns = [], None
+    for n, row in iter_rows(path):
+        if isinstance(row, list):
+            if columns is None:
+                if text_col in row:
+                    columns = row
+                    continue
+                columns = [text_col] + ([pair_col] if pair_col else [])
+            row = dict(zip(columns, row))
+        if text_col not in row:
+            raise DataError(f"{path}: line {n}: no field {text_col!r}")
+        chunk.append((str(row[text_col]), str(row[pair_col]) if pair_col else None,
+                      str(row[label_col]).strip() if label_col and label_col in row else None))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | Path, *, text_col: str = "text",
+                 pair_col: str | None = None, label_col: str | None = "label", batch_size: int = 64,
+                 max_length: int = 128) -> dict:
+    """Write one JSON line per input row (label, probabilities); returns counts and accuracy when labels exist."""
+    clf = TextClassifier(model_dir, max_length)
+    out_path = Path(out_path)
+    correct = labelled = total = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal correct, labelled, total
+        with tmp.open("w", encoding="utf-8") as f:
+            for chunk in _chunks(Path(input_path), text_col, pair_col, label_col, batch_size * 16):
+                texts = [c[0] for c in chunk]
+                pairs = [c[1] for c in chunk] if pair_col else None
+                for (text, _, gold), (label, probs) in zip(chunk, clf.predict(texts, pairs, batch_size)):
+                    f.write(json.dumps({"text": text, "label": label,
+                                        "probs": dict(zip(clf.labels, [round(p, 6) for p in probs]))},
+                                       ensure_ascii=False) + "\n")
+                    total += 1
+                    if gold is not None:
+                        labelled += 1
+                        correct += gold == label
+    atomic_write(out_path, write)
+    result = {"predictions": total, "out": str(out_path)}
+    if labelled:
+        result["accuracy"] = correct / labelled
+    return result

@@ -1,0 +1,197 @@
+"""Masked-LM pretraining of a small BERT (or RoFormer) with a character vocabulary built from the corpus.
+
+    corpus lines ─► words (POS-tagged text: its own segmentation; else jieba when installed; else characters)
+                 ─► char WordPiece ids, packed into sequences of max_length ─► dynamic (whole-word) masking
+                 ─► Trainer (AdamW, warmup + linear decay, bf16 autocast, resumable) ─► HF-format model dir
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from ..data import SPECIALS, build_char_vocab, mask_tokens
+from ..models import build_model
+from ..pretrained import save_pretrained
+from ..tokenizers import WordPieceTokenizer
+from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
+
+logger = logging.getLogger("plmkit.pretrain")
+_TAGGED = re.compile(r"^(\S+)/[A-Za-z]+$")
+
+
+@dataclass
+class PretrainConfig:
+    """Sizes and budget of a pretraining run (the defaults make the embedded model)."""
+
+    family: str = "bert"
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position: int = 256
+    max_length: int = 128
+    vocab_min_count: int = 3
+    vocab_max_size: int = 6000
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    steps: int = 2500
+    mask_prob: float = 0.15
+    precision: str = "bf16"
+    seed: int = 0
+
+
+def line_words(line: str, segment=None) -> list[str]:
+    """Words of one line: a POS-tagged line (word/tag ...) keeps its words; else `segment` (jieba) or chars."""
+    parts = line.split()
+    if parts and sum(bool(_TAGGED.match(p)) for p in parts) >= 0.8 * len(parts):
+        return [m.group(1) if (m := _TAGGED.match(p)) else p for p in parts]
+    text = "".join(parts) if segment is None else line.strip()
+    return list(segment(text)) if segment is not None else list(text)
+
+
+def _jieba():
+    try:
+        import jieba
+    except ImportError:
+        return None
+    jieba.setLogLevel(logging.WARNING)
+    return jieba.lcut
+
+
+def read_corpus(files: Sequence[str | Path], exclude: Iterable[str] = ()) -> list[list[str]]:
+    """Lines of the corpus files as word lists (empty lines, and lines whose text is in `exclude`, dropped)."""
+    segment = _jieba()
+    exclude = {" ".join(t.split()) for t in exclude}
+    lines = []
+    for f in files:
+        path = Path(f)
+        if not path.exists():
+            raise FileNotFoundError(f"corpus file {path} does not exist")
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="strict").splitlines(), 1):
+            if exclude and " ".join(line.split()) in exclude:
+                continue
+            words = [w for w in line_words(line, segment) if w.strip()]
+            if words:
+                lines.append(words)
+    if not lines:
+        raise ValueError(f"the corpus {list(map(str, files))} holds no text")
+    return lines
+
+
+def char_tokenizer(vocab: list[str]) -> WordPieceTokenizer:
+    """A WordPiece tokenizer over a character vocabulary; Latin letters and digits also get ## forms."""
+    extra = [f"##{t}" for t in vocab[len(SPECIALS):] if t.isascii() and t.isalnum()]
+    return WordPieceTokenizer(vocab + extra, do_lower_case=True)
+
+
+def pack(lines: list[list[str]], tokenizer: WordPieceTokenizer, max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(token ids, first-token position of each token's word) sequences of at most max_length."""
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    body = max_length - 2
+    seqs, ids, word = [], [], []
+
+    def flush():
+        if ids:
+            seqs.append(([cls] + ids + [sep], [0] + [w + 1 for w in word] + [len(ids) + 1]))
+        ids.clear(), word.clear()
+
+    for words in lines:
+        for w in words:
+            pieces = tokenizer.encode(w)[0][1:-1]  # without [CLS]/[SEP]
+            if not pieces:
+                continue
+            if len(ids) + len(pieces) > body:
+                flush()
+            start = len(ids)
+            ids.extend(pieces[:body])
+            word.extend([start] * len(pieces[:body]))
+        if len(ids) >= body * 0.9:
+            flush()
+    flush()
+    return seqs
+
+
+class MLMBatches:
+    """Collate packed sequences into padded, dynamically masked batches."""
+
+    def __init__(self, tokenizer: WordPieceTokenizer, mask_prob: float) -> None:
+        self.pad, self.mask = tokenizer.token_to_id("[PAD]"), tokenizer.token_to_id("[MASK]")
+        self.vocab_size = tokenizer.vocab_size
+        self.special_ids = torch.tensor([tokenizer.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]")])
+        self.mask_prob = mask_prob
+
+    def __call__(self, items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        T = max(len(i) for i, _ in items)
+        ids = torch.full((len(items), T), self.pad, dtype=torch.long)
+        word = torch.arange(T).repeat(len(items), 1)
+        for b, (i, w) in enumerate(items):
+            ids[b, : len(i)] = torch.tensor(i)
+            word[b, : len(w)] = torch.tensor(w)
+        special = torch.isin(ids, self.special_ids)
+        masked, labels = mask_tokens(ids, mask_id=self.mask, vocab_size=self.vocab_size, special=special,
+                                     prob=self.mask_prob, word_ids=word)
+        return {"input_ids": masked, "attention_mask": (ids != self.pad).long(), "labels": labels}
+
+
+def mlm_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over the masked positions, and their count."""
+    out = model(batch["input_ids"], attention_mask=batch["attention_mask"])
+    labels = batch["labels"]
+    loss = F.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+    return loss, (labels != -100).sum()
+
+
+def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainConfig | None = None, *,
+             exclude: Iterable[str] = (), progress: bool = True, resume: bool = True) -> Path:
+    """Run MLM pretraining; returns the directory of the final model (out_dir/model)."""
+    cfg = cfg or PretrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    started = time.time()
+    exclude = list(exclude)
+    lines = read_corpus(corpus, exclude)
+    vocab_path = out / "vocab.txt"
+    if resume and vocab_path.exists():  # a resumed run must keep the vocabulary it started with
+        vocab = [t for t in vocab_path.read_text(encoding="utf-8").split("\n") if t]
+        tokenizer = WordPieceTokenizer(vocab, do_lower_case=True)
+    else:
+        tokenizer = char_tokenizer(build_char_vocab((c for words in lines for w in words for c in w),
+                                                    min_count=cfg.vocab_min_count, max_size=cfg.vocab_max_size))
+        tokenizer.save(out)
+    seqs = pack(lines, tokenizer, cfg.max_length)
+    logger.info("corpus: %d lines -> %d sequences of <= %d tokens; vocab %d", len(lines), len(seqs),
+                cfg.max_length, tokenizer.vocab_size)
+    config = ModelConfig(family=cfg.family, vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size,
+                         num_layers=cfg.num_layers, num_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+                         max_position=cfg.max_position, type_vocab_size=2)
+    model = build_model(config, with_mlm=True, with_pool=True)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(seqs, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                                         collate_fn=MLMBatches(tokenizer, cfg.mask_prob), drop_last=True)
+    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = lambda_scheduler(optimizer, warmup_linear(int(cfg.steps * cfg.warmup), cfg.steps))
+    trainer = Trainer(model, mlm_loss, optimizer, scheduler, max_grad_norm=1.0, precision=cfg.precision,
+                      out_dir=out / "run", progress=progress, save_every=200, log_every=20)
+    epochs = -(-cfg.steps // len(loader))
+    result = trainer.fit(loader, epochs=epochs, max_steps=cfg.steps, resume=resume)
+    model_dir = out / "model"
+    save_pretrained(model.eval(), model_dir, dtype=torch.float16, tokenizer=tokenizer)
+    about = {"recipe": "plmkit pretrain", "config": asdict(cfg), "corpus": [str(c) for c in corpus],
+             "excluded_texts": len(exclude), "lines": len(lines), "sequences": len(seqs), "steps": result["step"],
+             "seconds_this_run": round(time.time() - started, 1)}
+    (model_dir / "pretrain.json").write_text(json.dumps(about, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return model_dir

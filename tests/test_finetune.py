@@ -1,0 +1,97 @@
+"""The fine-tuning recipe end to end on a tiny model: output directory, predict, bad input."""
+import json
+import random
+
+import pytest
+import torch
+
+import plmkit
+from plmkit.cli import main as cli
+from plmkit.config import ModelConfig
+from plmkit.data import DataError, build_char_vocab
+from plmkit.models import build_model
+from plmkit.recipes.finetune import FinetuneConfig, TextClassifier, finetune, predict_file
+from plmkit.tokenizers import WordPieceTokenizer
+
+POS, NEG = "好棒赞喜欢满意", "差烂坏讨厌失望"
+FILLER = "这个东西我们他们的了是在有"
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _text(rng, label):
+    chars = [rng.choice(FILLER) for _ in range(rng.randint(3, 10))]
+    chars.insert(rng.randrange(len(chars) + 1), rng.choice(POS if label == "1" else NEG))
+    return "".join(chars)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    rng = random.Random(0)
+    files = {}
+    for split, n in (("train", 240), ("valid", 40), ("test", 40)):
+        rows = [(_text(rng, l), l) for l in (rng.choice("01") for _ in range(n))]
+        files[split] = tmp_path / f"{split}.tsv"
+        files[split].write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+    vocab = build_char_vocab([POS + NEG + FILLER], min_count=1)
+    tok = WordPieceTokenizer(vocab)
+    cfg = ModelConfig(family="bert", vocab_size=len(vocab), hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=48, max_position=64)
+    plmkit.save_pretrained(build_model(cfg, with_mlm=True, with_pool=True), tmp_path / "base", tokenizer=tok)
+    return tmp_path, files
+
+
+def test_finetune_learns_saves_and_predict_reproduces(setup):
+    tmp, files = setup
+    cfg = FinetuneConfig(epochs=6, batch_size=16, lr=3e-3, precision="fp32", patience=6)
+    report = finetune(tmp / "base", files["train"], files["valid"], tmp / "out", test=files["test"], cfg=cfg,
+                      progress=False)
+    assert report["test_accuracy"] >= 0.9  # the label is one keyword: learnable in a few epochs
+    out = tmp / "out"
+    assert not (tmp / "out.partial").exists()
+    for name in ("model/config.json", "model/model.safetensors", "model/vocab.txt", "results.json",
+                 "metrics.jsonl"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "results.json").read_text())["labels"] == ["0", "1"]
+    # predict on the saved model reproduces the accuracy finetune reported
+    res = predict_file(out, files["test"], tmp / "pred.jsonl")
+    assert res["accuracy"] == pytest.approx(report["test_accuracy"])
+    lines = [json.loads(l) for l in (tmp / "pred.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 40 and set(lines[0]["probs"]) == {"0", "1"}
+    # the CLI gives the same
+    assert cli(["predict", "--model", str(out), "--input", str(files["test"]), "--out", str(tmp / "p2.jsonl")]) == 0
+    assert (tmp / "p2.jsonl").read_text() == (tmp / "pred.jsonl").read_text()
+    # and transformers reads the saved classifier to the same probabilities
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.BertForSequenceClassification.from_pretrained(out / "model").eval()
+    clf = TextClassifier(out)
+    batch = clf.tokenizer(["好这个", "差他们的"])
+    with torch.no_grad():
+        ref = hf(**batch).logits.softmax(-1)
+    ours = torch.tensor([p for _, p in clf.predict(["好这个", "差他们的"])])
+    assert (ref - ours).abs().max() <= 1e-5
+
+
+def test_unseen_test_label_leaves_no_output(setup):
+    tmp, files = setup
+    files["test"].write_text(files["test"].read_text(encoding="utf-8") + "好的\tneutral\n", encoding="utf-8")
+    with pytest.raises(DataError, match="label 'neutral' never appears in the training set"):
+        finetune(tmp / "base", files["train"], files["valid"], tmp / "out", test=files["test"], progress=False)
+    assert not (tmp / "out").exists() and not (tmp / "out.partial").exists()
+
+
+def test_cli_reports_missing_label_column(setup, capsys):
+    tmp, files = setup
+    bad = tmp / "bad.csv"
+    bad.write_text("sentence,label\nx,1\n")
+    code = cli(["finetune", "--model", str(tmp / "base"), "--train", str(bad), "--valid", str(files["valid"]),
+                "--out", str(tmp / "o")])
+    assert code == 2
+    assert "bad.csv: line 1: header has no column 'text'" in capsys.readouterr().err
+    assert not (tmp / "o").exists() and not (tmp / "o.partial").exists()
