@@ -200,6 +200,8 @@ def test_builder_rejects_heads_it_cannot_build():
         family.build(family.tiny(), with_pool=True)
     with pytest.raises(ValueError, match="encoder-decoder"):
         family.build(family.tiny(), application="unilm")
+    with pytest.raises(ValueError, match="num_labels"):
+        family.build(family.tiny(), num_labels=3)
     model = family.build(family.tiny())
     with pytest.raises(ValueError, match="decoder_input_ids"):
         model(torch.tensor([[3, 4]]))

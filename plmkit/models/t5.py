@@ -92,12 +92,15 @@ def _relative_bias(c: ModelConfig, o: dict[str, Any], bidirectional: bool) -> Re
 
 
 def build_t5(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
-             application: str = "encoder") -> EncoderDecoder:
+             application: str | None = None, **unsupported: Any) -> EncoderDecoder:
     """A T5-style encoder-decoder; FFN shape and head tying come from the config (see PRESETS)."""
+    if unsupported:
+        raise ValueError(f"T5 builds no such option: {sorted(unsupported)} (it has an LM head only; "
+                         "classification heads are not part of this family)")
     if with_pool or with_nsp:
         raise ValueError("T5 has no pooler or NSP head (with_pool / with_nsp must be False); "
                          "its LM head is always built")
-    if application not in ("encoder", "seq2seq"):
+    if application not in (None, "encoder", "seq2seq"):
         raise ValueError(f"T5 is an encoder-decoder: application must be 'seq2seq' (or the default), "
                          f"found {application!r}")
     c, o = config, t5_options(config)
