@@ -26,10 +26,10 @@ from ..convert.namemap import Rule
 from ..modules.attention import SelfAttention
 from ..modules.cross_attention import CrossAttention
 from ..modules.embeddings import Embeddings
-from ..modules.encoder_decoder import (EncoderDecoder, LMHead, PreNormBlock, PreNormDecoderBlock, Stack,
-                                       TiedLMHead)
+from ..modules.encoder_decoder import EncoderDecoder, LMHead, PreNormDecoderBlock, Stack, TiedLMHead
 from ..modules.feedforward import FeedForward, GatedFeedForward
 from ..modules.norms import RMSNorm
+from ..modules.prenorm import PreNormBlock
 from ..modules.relative_bias import RelativePositionBias
 from . import Family
 

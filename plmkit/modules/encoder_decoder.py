@@ -1,6 +1,6 @@
 """Encoder-decoder Transformers (T5 and its kin): pre-norm stacks, cross-attention, LM heads.
 
-    input_ids ─► embeddings ─► encoder Stack: L × PreNormBlock(self-attn, ffn) ─► norm ─► memory ─┐
+    input_ids ─► embeddings ─► encoder Stack: L × prenorm.PreNormBlock(self-attn, ffn) ─► norm ─► memory ─┐
                                                                                                    │
     decoder_input_ids ─► embeddings ─► decoder Stack: L × PreNormDecoderBlock(causal self-attn,   │
                                           cross-attn over memory ◄────────────────────────────────┘
@@ -31,27 +31,9 @@ class Seq2SeqOutput:
     encoder_last_hidden_state: torch.Tensor  # (B, T_enc, H)
 
 
-class PreNormBlock(nn.Module):
-    """Pre-norm arrangement (arXiv:2002.04745):
-
-        x ─► attn_norm ─► attn ─► dropout ─► (+x) ─► h ─► ffn_norm ─► ffn ─► dropout ─► (+h)
-    """
-
-    def __init__(self, attn: nn.Module, ffn: nn.Module, attn_norm: nn.Module, ffn_norm: nn.Module,
-                 dropout: float) -> None:
-        super().__init__()
-        self.attn, self.attn_norm = attn, attn_norm
-        self.ffn, self.ffn_norm = ffn, ffn_norm
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                position_bias: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.attn_norm(x), mask, position_bias))
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))
-
-
 class PreNormDecoderBlock(nn.Module):
-    """Pre-norm decoder block: causal self-attention, cross-attention over the encoder output, ffn.
+    """Pre-norm decoder block (arXiv:2002.04745): causal self-attention, cross-attention over the
+    encoder output, ffn.
 
         x ─► attn_norm ─► attn ─► (+x) ─► cross_norm ─► cross(memory) ─► (+) ─► ffn_norm ─► ffn ─► (+)
     """
