@@ -1,10 +1,12 @@
 """Encoder-decoder Transformers (T5 and its kin): pre-norm stacks, cross-attention, LM heads.
 
-    input_ids ─► embeddings ─► encoder Stack: L × prenorm.PreNormBlock(self-attn, ffn) ─► norm ─► memory ─┐
-                                                                                                   │
-    decoder_input_ids ─► embeddings ─► decoder Stack: L × PreNormDecoderBlock(causal self-attn,   │
-                                          cross-attn over memory ◄────────────────────────────────┘
-                                          ffn) ─► norm ─► lm_head ─► logits
+    input_ids ─► embeddings ─► encoder Stack: L × PreNormBlock(self-attn, ffn) ─► norm ─► memory
+                                                                                           │
+    decoder_input_ids ─► embeddings ─► decoder Stack: L × PreNormDecoderBlock(             │
+                                           causal self-attn, cross-attn over memory ◄──────┘, ffn)
+                                       ─► norm ─► lm_head ─► logits
+
+(PreNormBlock is modules.prenorm's, the block GPT-2 uses.)
 
 A Stack computes its score bias (e.g. T5's relative buckets) once per forward and adds it to
 the attention mask, so every layer reads the same tensor. `encode` and `decode` are separate
