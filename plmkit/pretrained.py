@@ -21,9 +21,11 @@ def _hf_family(config_path: Path, model: str | None) -> tuple[Family, dict[str, 
     if model_type is None:
         raise ConfigError(f"{config_path}: no 'model_type' field; pass model=... to name the family")
     try:
-        return family_for_hf_type(model_type), d
+        family = family_for_hf_type(model_type)
     except KeyError as e:
         raise ConfigError(f"{config_path}: {e.args[0]}") from None
+    refine = family.extras.get("family_from_hf")  # one model_type, several families (T5.1.0 / T5.1.1)
+    return (get_family(refine(d)) if refine else family), d
 
 
 def _best_prefix(family: Family, config, source) -> str:

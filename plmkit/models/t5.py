@@ -356,12 +356,12 @@ def tiny_config(family: str = "t5.1.0") -> ModelConfig:
                               "relative_attention_max_distance": 20})
 
 
-def _family(name: str, hf_model_types: tuple[str, ...], detect: bool) -> Family:
-    # the family that owns an HF model_type is also where a file without model= arrives: it follows
-    # the file (see config_from_hf); the other names insist on their own FFN shape
+def _family(name: str, hf_model_types: tuple[str, ...], detect: bool = False) -> Family:
+    # a file loaded without model= is routed by pretrained._hf_family through extras["family_from_hf"],
+    # so every name can insist on its own FFN shape
     return Family(
         name=name, build=build_t5,
-        config_from_hf=lambda d, src: config_from_hf(d, src, None if detect else name),
+        config_from_hf=lambda d, src: config_from_hf(d, src, name),
         config_to_hf=config_to_hf, hf_model_types=hf_model_types, hf_rules=hf_rules, hf_prefixes=("",),
         hf_architecture=hf_architecture, tiny=lambda: tiny_config(name),
         extras={"family_from_hf": family_from_hf_config},
