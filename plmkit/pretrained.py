@@ -39,8 +39,16 @@ def _best_prefix(family: Family, config, source) -> str:
 def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: bool = False, with_pool: bool = False,
                     with_nsp: bool = False, application: str | None = None, keep_tokens: list[int] | None = None,
                     allow_missing: bool = False, allow_unexpected: bool = False,
-                    dtype: torch.dtype | None = None, **build_options: Any) -> nn.Module:
-    """Load a pretrained model (HF directory) in eval mode; `model.load_report` says what was loaded.
+                    dtype: torch.dtype | None = None, config: str | Path | None = None,
+                    **build_options: Any) -> nn.Module:
+    """Load a pretrained model in eval mode; `model.load_report` says what was loaded.
+
+    `path` is a Hugging Face directory (config.json + safetensors / pytorch_model.bin) or an
+    original TensorFlow checkpoint (a directory, a prefix or the .index file) with the
+    release's config beside it (bert_config.json, albert_config.json, config.json; or name
+    it with `config=`). TensorFlow checkpoints need `model=` unless the config file says the
+    family (albert_config.json -> albert; bert_config.json -> bert, or nezha when it asks for
+    relative positions). Optimizer slots and step counters are skipped and reported.
 
     Loading is strict: a missing, unexpected or mis-shaped tensor raises CheckpointError naming
     it, unless allow_missing / allow_unexpected is set (then it is listed in the report).
@@ -50,8 +58,8 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     initialised as the builder does and listed in `load_report.missing`.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+    if not path.exists() and not Path(str(path) + ".index").exists():
+        raise FileNotFoundError(f"{path} does not exist (neither a directory, a file nor a TensorFlow prefix)")
     directory = path if path.is_dir() else path.parent
     if (directory / "config.json").exists() and any(
             (directory / n).exists() for n in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
@@ -61,8 +69,11 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
             options["application"] = application
         return _load_hf(directory, model, options,
                         keep_tokens, allow_missing, allow_unexpected, dtype)
-    if any(directory.glob("*.index")):
-        raise NotImplementedError(f"{directory}: original TensorFlow checkpoints are not readable yet (issue 3)")
+    if path.name.endswith(".index") or any(directory.glob("*.index")) or Path(str(path) + ".index").exists():
+        options = dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, **build_options)
+        if application is not None:
+            options["application"] = application
+        return _load_tf(path, model, options, keep_tokens, allow_missing, allow_unexpected, dtype, config)
     raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
                             "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
 
@@ -71,20 +82,78 @@ def _load_hf(directory: Path, model_name: str | None, options: dict[str, Any], k
              allow_missing: bool, allow_unexpected: bool, dtype: torch.dtype | None) -> nn.Module:
     family, d = _hf_family(directory / "config.json", model_name)
     config = family.config_from_hf(d, str(directory / "config.json"))
+    source = open_hf_weights(directory)
+    prefix = _best_prefix(family, config, source)
+    return _assemble(family, config, options, source, source.get, source.description,
+                     lambda c: family.hf_rules(c, prefix), keep_tokens, allow_missing, allow_unexpected, dtype)
+
+
+_TF_CONFIGS = ("bert_config.json", "albert_config.json", "config.json")
+
+
+def _tf_config_path(directory: Path, explicit: str | Path | None) -> Path:
+    if explicit is not None:
+        p = Path(explicit)
+        return p if p.is_absolute() or p.exists() else directory / p
+    for name in _TF_CONFIGS:
+        if (directory / name).exists():
+            return directory / name
+    found = sorted(directory.glob("*config*.json"))
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(f"{directory}: no config file beside the TensorFlow checkpoint (looked for "
+                            f"{', '.join(_TF_CONFIGS)}{'; found several: ' + str([f.name for f in found]) if found else ''});"
+                            " pass config=...")
+
+
+def _tf_family(config_path: Path, d: dict[str, Any], model: str | None) -> Family:
+    if model is not None:
+        return get_family(model)
+    if config_path.name == "albert_config.json":
+        return get_family("albert")
+    if config_path.name == "bert_config.json":
+        return get_family("nezha" if d.get("use_relative_position") else "bert")
+    raise ConfigError(f"{config_path}: cannot tell the model family of this TensorFlow checkpoint; pass model=...")
+
+
+def _load_tf(path: Path, model_name: str | None, options: dict[str, Any], keep_tokens: list[int] | None,
+             allow_missing: bool, allow_unexpected: bool, dtype: torch.dtype | None,
+             config_file: str | Path | None) -> nn.Module:
+    from .convert.tensorflow import TFCheckpointReader
+
+    reader = TFCheckpointReader(path)
+    directory = Path(reader.prefix).parent
+    config_path = _tf_config_path(directory, config_file)
+    d = read_json(config_path)
+    family = _tf_family(config_path, d, model_name)
+    if family.tf_rules is None:
+        raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map yet")
+    config = (family.config_from_tf or family.config_from_hf)(d, str(config_path))
+    names = dict.fromkeys(reader.keys())  # ordered, O(1) membership
+
+    def get(name: str) -> torch.Tensor:
+        return reader.get_torch(name).float()
+
+    return _assemble(family, config, options, names, get, reader.prefix,
+                     lambda c: family.tf_rules(c, names), keep_tokens, allow_missing, allow_unexpected, dtype)
+
+
+def _assemble(family: Family, config, options: dict[str, Any], names, get, description: str, rules_for,
+              keep_tokens: list[int] | None, allow_missing: bool, allow_unexpected: bool,
+              dtype: torch.dtype | None) -> nn.Module:
+    """Build on the meta device, map names strictly, load with assign: no second copy of the weights."""
     if keep_tokens is not None:
         bad = [t for t in keep_tokens if not 0 <= t < config.vocab_size]
         if bad:
             raise ValueError(f"keep_tokens holds ids outside the vocabulary of {config.vocab_size}: {bad[:5]}")
         config = config.replace(vocab_size=len(keep_tokens))
-    source = open_hf_weights(directory)
     if config.extra.get("labels") and "num_labels" not in options:
         options["num_labels"] = len(config.extra["labels"])  # a fine-tuned classifier loads with its head
     with torch.device("meta"):
         model = family.build(config, **options)
-    prefix = _best_prefix(family, config, source)
-    rules, tied = family.hf_rules(config, prefix)
+    rules, tied = rules_for(config)
     ours = model.state_dict()
-    state, report = apply_map(rules, ours, source, source.get, source=source.description, ignore=tied,
+    state, report = apply_map(rules, ours, names, get, source=description, ignore=tied,
                               skip_state=is_training_state, keep_tokens=keep_tokens,
                               allow_missing=allow_missing, allow_unexpected=allow_unexpected)
     if report.missing:
@@ -97,6 +166,28 @@ def _load_hf(directory: Path, model_name: str | None, options: dict[str, Any], k
         model.to(dtype)
     model.load_report = report
     return model.eval()
+
+
+def _save_tf(model: nn.Module, family: Family, out: Path, dtype: torch.dtype | None, tokenizer) -> Path:
+    """An original-style TensorFlow checkpoint: the release's variable names and config file."""
+    from .convert.tensorflow import write_tf_checkpoint
+
+    if family.tf_rules is None or family.config_to_tf is None:
+        raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map yet")
+    config = model.config
+    rules, _ = family.tf_rules(config, None)
+    ours = model.state_dict()
+    missing = sorted(set(ours) - {r.ours for r in rules})
+    if missing:
+        raise CheckpointError(f"no TensorFlow rule writes our tensors {missing[:5]} for family {config.family!r}")
+    theirs = {k: v.detach().float().cpu() for k, v in invert_map(rules, ours).items()}
+    out.mkdir(parents=True, exist_ok=True)
+    dtypes = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype) if dtype is not None else None
+    write_tf_checkpoint(out / family.tf_checkpoint_name, theirs, dtypes=dtypes)
+    save_json(family.config_to_tf(config), out / family.tf_config_file)
+    if tokenizer is not None:
+        tokenizer.save(out)
+    return out
 
 
 def _tie_heads(model: nn.Module) -> None:
@@ -113,11 +204,13 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf", *
     `dtype` stores floating tensors in another precision (e.g. float16 to halve the size);
     `tokenizer` (anything with .save(dir)) is written beside the weights.
     """
-    if format != "hf":
-        raise NotImplementedError(f"format {format!r}: only 'hf' is written so far ('tf' comes with issue 3)")
     out = Path(out_dir)
     config = model.config
     family = get_family(config.family)
+    if format == "tf":
+        return _save_tf(model, family, out, dtype, tokenizer)
+    if format != "hf":
+        raise ValueError(f"format must be 'hf' or 'tf', found {format!r}")
     rules, _ = family.hf_rules(config, family.hf_prefixes[0])
     ours = {k: v for k, v in model.state_dict().items()}
     theirs = invert_map(rules, ours)

@@ -27,6 +27,12 @@ class Family:
     hf_prefixes: tuple[str, ...] = ("",)  # base-model prefixes their files may use ("bert.", "roberta."); first = written
     hf_architecture: Callable[[nn.Module], str] | None = None  # the transformers class name to write in config.json
     tiny: Callable[[], ModelConfig] | None = None  # a tiny config: the registry test builds, runs and saves it
+    # original TensorFlow checkpoints: (config, names in the file) -> (rules, ignored names); config translators
+    tf_rules: Callable[..., tuple[list, set[str]]] | None = None
+    config_from_tf: Callable[[dict[str, Any], str], ModelConfig] | None = None
+    config_to_tf: Callable[[ModelConfig], dict[str, Any]] | None = None
+    tf_config_file: str = "bert_config.json"  # the config file name releases of this family ship
+    tf_checkpoint_name: str = "bert_model.ckpt"  # the prefix save_pretrained(format="tf") writes
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -34,17 +40,17 @@ class Family:
 REGISTRY: dict[str, str] = {
     "bert": "plmkit.models.bert",
     "roberta": "plmkit.models.bert",
-    "gpt": "plmkit.models.gpt",
-    "gpt2": "plmkit.models.gpt",
-    "albert": "plmkit.models.albert",
-    "albert_unshared": "plmkit.models.albert",
-    "t5.1.0": "plmkit.models.t5",
-    "t5.1.1": "plmkit.models.t5",
-    "mt5.1.1": "plmkit.models.t5",
-    "electra": "plmkit.models.electra",
     "nezha": "plmkit.models.nezha",
     "roformer": "plmkit.models.roformer",
     "roformer_v2": "plmkit.models.roformer",
+    "gpt": "plmkit.models.gpt",
+    "gpt2": "plmkit.models.gpt",
+    "t5.1.0": "plmkit.models.t5",
+    "t5.1.1": "plmkit.models.t5",
+    "mt5.1.1": "plmkit.models.t5",
+    "albert": "plmkit.models.albert",
+    "albert_unshared": "plmkit.models.albert",
+    "electra": "plmkit.models.electra",
 }
 # families whose modules are being written; registered when their module lands
 PLANNED: dict[str, str] = {

@@ -137,6 +137,65 @@ def hf_rules(config: ModelConfig, prefix: str, head_prefix: str = "cls.predictio
     return expanded, tied
 
 
+# ---- original TensorFlow names (google-research/bert; also chinese_roberta_wwm_ext, SimBERT, WoBERT) -----
+
+def _tf_bert_qkv(part: str) -> list[str]:
+    return [f"bert/encoder/layer_{{i}}/attention/self/{n}/{part}" for n in ("query", "key", "value")]
+
+
+def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our names <- google-research/bert variable names (kernels are stored [in, out]: transposed)."""
+    L = "bert/encoder/layer_{i}/"
+    rules = [
+        Rule("embeddings.token.weight", "bert/embeddings/word_embeddings", vocab_rows=True),
+        Rule("embeddings.segment.weight", "bert/embeddings/token_type_embeddings"),
+        Rule("embeddings.position.weight", "bert/embeddings/position_embeddings"),
+        Rule("embeddings.norm.weight", "bert/embeddings/LayerNorm/gamma"),
+        Rule("embeddings.norm.bias", "bert/embeddings/LayerNorm/beta"),
+        Rule("blocks.{i}.attn.qkv.weight", _tf_bert_qkv("kernel"), transpose=True),
+        Rule("blocks.{i}.attn.qkv.bias", _tf_bert_qkv("bias")),
+        Rule("blocks.{i}.attn.out.weight", f"{L}attention/output/dense/kernel", transpose=True),
+        Rule("blocks.{i}.attn.out.bias", f"{L}attention/output/dense/bias"),
+        Rule("blocks.{i}.attn_norm.weight", f"{L}attention/output/LayerNorm/gamma"),
+        Rule("blocks.{i}.attn_norm.bias", f"{L}attention/output/LayerNorm/beta"),
+        Rule("blocks.{i}.ffn.up.weight", f"{L}intermediate/dense/kernel", transpose=True),
+        Rule("blocks.{i}.ffn.up.bias", f"{L}intermediate/dense/bias"),
+        Rule("blocks.{i}.ffn.down.weight", f"{L}output/dense/kernel", transpose=True),
+        Rule("blocks.{i}.ffn.down.bias", f"{L}output/dense/bias"),
+        Rule("blocks.{i}.ffn_norm.weight", f"{L}output/LayerNorm/gamma"),
+        Rule("blocks.{i}.ffn_norm.bias", f"{L}output/LayerNorm/beta"),
+        Rule("pooler.dense.weight", "bert/pooler/dense/kernel", transpose=True),
+        Rule("pooler.dense.bias", "bert/pooler/dense/bias"),
+        Rule("mlm.dense.weight", "cls/predictions/transform/dense/kernel", transpose=True),
+        Rule("mlm.dense.bias", "cls/predictions/transform/dense/bias"),
+        Rule("mlm.norm.weight", "cls/predictions/transform/LayerNorm/gamma"),
+        Rule("mlm.norm.bias", "cls/predictions/transform/LayerNorm/beta"),
+        Rule("mlm.bias", "cls/predictions/output_bias", vocab_rows=True),
+        Rule("nsp.dense.weight", "cls/seq_relationship/output_weights"),  # stored [2, H] already
+        Rule("nsp.dense.bias", "cls/seq_relationship/output_bias"),
+        Rule("classifier.dense.weight", "output_weights", optional=True),  # run_classifier.py's head
+        Rule("classifier.dense.bias", "output_bias", optional=True),
+    ]
+    return [e for r in rules for e in r.expand(config.num_layers, {})], set()
+
+
+def config_from_tf(d: dict[str, Any], source: str, family: str = "bert") -> ModelConfig:
+    """bert_config.json -> ModelConfig. google-research/bert's `gelu` is the tanh approximation."""
+    d = dict(d)
+    if d.get("hidden_act") == "gelu":
+        d["hidden_act"] = "gelu_tanh"
+    return config_from_bert_dict(d, family, source)
+
+
+def config_to_tf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> bert_config.json (the inverse of config_from_tf)."""
+    d = _config_to_hf("bert", [])(c)
+    for key in ("model_type", "architectures", "layer_norm_eps", "pad_token_id", "id2label", "label2id"):
+        d.pop(key, None)
+    d["hidden_act"] = {"gelu_tanh": "gelu", "gelu_new": "gelu"}.get(c.hidden_act, c.hidden_act)
+    return d
+
+
 def roberta_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
     """RoBERTa names: BERT's base model, with the MLM head under lm_head."""
     return hf_rules(config, prefix, head_prefix="lm_head.",
@@ -191,6 +250,7 @@ FAMILIES = {
         config_to_hf=_config_to_hf("bert", ["BertForPreTraining"]),
         hf_model_types=("bert",), hf_rules=hf_rules, hf_prefixes=("bert.", ""),
         hf_architecture=_hf_architecture("Bert"), tiny=tiny_config,
+        tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
     ),
     "roberta": Family(
         name="roberta", build=build_roberta,
@@ -198,5 +258,6 @@ FAMILIES = {
         config_to_hf=_config_to_hf("roberta", ["RobertaForMaskedLM"]),
         hf_model_types=("roberta", "xlm-roberta"), hf_rules=roberta_hf_rules, hf_prefixes=("roberta.", ""),
         hf_architecture=_hf_architecture("Roberta"), tiny=lambda: tiny_config("roberta"),
+        # chinese_roberta_wwm_ext ships BERT-format TF checkpoints: load those with model="bert"
     ),
 }
