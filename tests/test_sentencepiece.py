@@ -183,3 +183,17 @@ def test_kind_detection_and_errors(t5_dir, tmp_path):
     (tmp_path / "bad.model").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="bad.model"):
         SentencePieceTokenizer.for_t5(tmp_path / "bad.model")
+
+
+def test_load_tokenizer_dispatches_on_spiece_model(tmp_path):
+    """plmkit.load_tokenizer on a directory holding spiece.model gives the SentencePiece tokenizer."""
+    import plmkit
+    from plmkit.tokenizers.sentencepiece import SentencePieceTokenizer
+    spm = pytest.importorskip("sentencepiece")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"sentence number {i} with some words" for i in range(200)), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "spiece"), vocab_size=40,
+                                   model_type="unigram", bos_id=-1, eos_id=1, unk_id=2, pad_id=0)
+    tok = plmkit.load_tokenizer(tmp_path)
+    assert isinstance(tok, SentencePieceTokenizer)
+    assert plmkit.load_tokenizer(tmp_path / "spiece.model").encode("sentence")[0] == tok.encode("sentence")[0]

@@ -61,15 +61,20 @@ def _load_wordpiece(vocab_path: str, simplified: bool = False, **overrides: Any)
     return tokenizer.simplified() if simplified else tokenizer
 
 
-# What a tokenizer directory may hold, in the order tried: (file name, loader or None when that
-# kind is not supported yet). The SentencePiece loader (ALBERT / T5 "spiece.model") goes here.
+def _load_sentencepiece(model_file: str, **overrides: Any):
+    from .sentencepiece import load_sentencepiece  # needs the optional `sentencepiece` package
+
+    return load_sentencepiece(model_file, **overrides)
+
+
+# What a tokenizer directory may hold, in the order tried: (file name, loader).
 _LOADERS: list[tuple[str, Any]] = [
     (VOCAB_FILE, _load_wordpiece),
-    ("spiece.model", None),
+    ("spiece.model", _load_sentencepiece),  # ALBERT / T5 / mT5
 ]
 
 
-def load_tokenizer(path: str | os.PathLike, **overrides: Any) -> WordPieceTokenizer:
+def load_tokenizer(path: str | os.PathLike, **overrides: Any):
     """Load the tokenizer in a checkpoint directory, or from a vocabulary file given directly.
 
     Settings come from tokenizer_config.json beside the vocabulary when present (do_lower_case,
@@ -89,8 +94,6 @@ def load_tokenizer(path: str | os.PathLike, **overrides: Any) -> WordPieceTokeni
     for file_path, loader in candidates:
         if not os.path.isfile(file_path):
             continue
-        if loader is None:
-            raise NotImplementedError(f"{file_path}: SentencePiece tokenizers are not supported yet")
         return loader(file_path, **overrides)
     looked_for = ", ".join(name for name, _ in _LOADERS)
     raise FileNotFoundError(f"no tokenizer vocabulary in directory {path!r}: looked for {looked_for}")
