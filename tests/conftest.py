@@ -17,6 +17,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests run tiny models: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def sentiment_dir() -> Path:
     """../shared/data/sentiment beside the checkout (tests that need it skip when absent)."""
     return SHARED / "data" / "sentiment"

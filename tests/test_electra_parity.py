@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import plmkit
+from oracles import padded_batch as _batch, random_hf_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -18,26 +19,10 @@ CONFIGS = [
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-def _batch(vocab, type_vocab, B=3, T=11, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, vocab, (B, T), generator=g)
-    mask = torch.ones(B, T, dtype=torch.long)
-    for b, n in enumerate((T, T - 4, 2)[:B]):  # padded rows of different lengths
-        mask[b, n:] = 0
-    ids = ids * mask
-    types = torch.randint(0, max(type_vocab, 1), (B, T), generator=g) * mask
-    return ids, types, mask
 
 
 def _hf(cls, cfg, path):
-    torch.manual_seed(0)
-    hf = cls(transformers.ElectraConfig(**cfg, **NO_DROPOUT)).eval()
-    with torch.no_grad():  # random non-zero biases and norms so nothing hides behind zeros
-        for n, p in hf.named_parameters():
-            if n.endswith("bias") or "LayerNorm" in n:
-                p.add_(torch.randn_like(p) * 0.1)
-    hf.save_pretrained(path)
-    return hf
+    return random_hf_model(cls, transformers.ElectraConfig(**cfg, **NO_DROPOUT), path)
 
 
 def _run(model, ids, types, mask):

@@ -17,14 +17,6 @@ POS, NEG = "好棒赞喜欢满意", "差烂坏讨厌失望"
 FILLER = "这个东西我们他们的了是在有"
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _text(rng, label):
     chars = [rng.choice(FILLER) for _ in range(rng.randint(3, 10))]
     chars.insert(rng.randrange(len(chars) + 1), rng.choice(POS if label == "1" else NEG))

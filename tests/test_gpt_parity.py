@@ -4,6 +4,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import plmkit
+from oracles import random_hf_model
 from plmkit.modules.prenorm import position_ids_from_mask
 
 transformers = pytest.importorskip("transformers")
@@ -24,14 +25,7 @@ NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 
 
 def _hf(cls, cfg_cls, cfg, path):
-    torch.manual_seed(0)
-    hf = cls(cfg_cls(**cfg, **NO_DROPOUT)).eval()
-    with torch.no_grad():  # random non-zero biases and norms so nothing hides behind zeros
-        for n, p in hf.named_parameters():
-            if n.endswith("bias") or ".ln_" in n:
-                p.add_(torch.randn_like(p) * 0.1)
-    hf.save_pretrained(path)
-    return hf
+    return random_hf_model(cls, cfg_cls(**cfg, **NO_DROPOUT), path)
 
 
 def _batch(vocab, B=3, T=11, left=False, seed=1):

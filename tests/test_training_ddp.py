@@ -29,14 +29,6 @@ def _load_script():
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_torchrun_two_processes_match_one_process_with_accumulation(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch built without torch.distributed")

@@ -26,15 +26,6 @@ from plmkit.training import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TokenTagger(nn.Module):
     def __init__(self, vocab=11, dim=6, tags=5):
         super().__init__()

@@ -20,15 +20,6 @@ from plmkit.training import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyStack(nn.Module):
     """Parameter names like our models: embeddings.*, blocks.{i}.*, then a head."""
 

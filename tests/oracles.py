@@ -1,0 +1,31 @@
+"""Shared helpers for tests that compare plmkit with Hugging Face transformers on the same weights."""
+import re
+
+import torch
+
+# parameters that are zero / one at init and would hide a wiring mistake: biases and norm gains
+_PERTURB = re.compile(r"bias$|LayerNorm|layer_norm|\.ln_")
+
+
+def random_hf_model(cls, config, path, *, safe: bool = True):
+    """A tiny random transformers model in eval mode, with non-zero biases and norms, saved to `path`."""
+    torch.manual_seed(0)
+    hf = cls(config).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if _PERTURB.search(name):
+                p.add_(torch.randn_like(p) * 0.1)
+    hf.save_pretrained(path, safe_serialization=safe)
+    return hf
+
+
+def padded_batch(vocab: int, type_vocab: int, B: int = 3, T: int = 11, pad: int = 0, seed: int = 1):
+    """(ids, token_type_ids, attention_mask): rows of lengths T, T-4 and 2, right-padded with `pad`."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    for b, n in enumerate((T, T - 4, 2)[:B]):
+        mask[b, n:] = 0
+        ids[b, n:] = pad
+    types = torch.randint(0, max(type_vocab, 1), (B, T), generator=g) * mask
+    return ids, types, mask
