@@ -1,21 +1,145 @@
-"""Multi-head self-attention on torch's scaled_dot_product_attention.
+"""Multi-head self-attention on torch's scaled_dot_product_attention, and the KV cache decoding uses.
 
-    x ──► qkv (one fused Linear) ──► split heads ──► [position hook on q, k] ──► SDPA(mask) ──► out Linear
+    x ──► qkv (one fused Linear) ──► split heads ──► [position hook on q, k] ──► [append k, v to cache]
+      ──► SDPA(mask) ──► out Linear
 
 Position schemes that act on q and k (rotary) or add a score bias (T5, NEZHA) are passed in
 as modules; this class knows nothing about any particular family.
+
+KV cache (incremental decoding): a stack called with `cache=KVCache(...)` attaches the cache
+to its attention modules for that one call (their `kv_cache` attribute, as torchtune's
+attention modules hold theirs), so blocks pass nothing extra and post-norm, pre-norm and
+shared blocks all work unchanged. Each attention call appends the keys and values of the
+new tokens and attends over everything cached; the stack reads `cache.length` to place the
+new tokens (positions, causal mask, relative bias).
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import masks
 from .linear import Linear
+
+
+class KVCache:
+    """Keys and values that one stack's attention layers keep between decoding steps.
+
+    Slots are taken in call order during a step, so a layer applied several times in one
+    forward (ALBERT's shared block) gets one slot per application. Cross-attention keys and
+    values of the encoder output are computed on the first step and reused (`memory_kv`).
+    `capacity` preallocates room for that many tokens per row: each step then copies only
+    the new keys and values instead of concatenating the whole history again.
+    `state` holds batch-first tensors a stack needs across steps (e.g. UniLM segment order);
+    they are reordered with the keys and values.
+    One cache serves one stack and one decoding run at a time.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        if capacity is not None and capacity <= 0:
+            raise ValueError(f"KVCache capacity must be a positive number of tokens, found {capacity}")
+        self.capacity = capacity
+        self.length = 0  # tokens cached in every slot
+        self.keys: list[torch.Tensor] = []  # per slot (B, nh, capacity or length, hs)
+        self.values: list[torch.Tensor] = []
+        self.memory: list[tuple[torch.Tensor, torch.Tensor]] = []  # cross-attention (k, v) per slot
+        self.state: dict[str, torch.Tensor] = {}
+        self._slot = self._cross_slot = 0
+        self._modules: dict[int, list[nn.Module]] = {}  # id(stack) -> its cache-aware attention modules
+
+    @contextmanager
+    def step(self, stack: nn.Module, new_tokens: int) -> Iterator[KVCache]:
+        """Attach to the attention modules of `stack` for one forward that appends `new_tokens` tokens."""
+        modules = self._modules.get(id(stack))
+        if modules is None:
+            modules = self._modules[id(stack)] = [m for m in stack.modules() if hasattr(m, "kv_cache")]
+        self._slot = self._cross_slot = 0
+        for m in modules:
+            m.kv_cache = self
+        try:
+            yield self
+        finally:
+            for m in modules:
+                m.kv_cache = None
+        if self._slot == 0:
+            raise RuntimeError(f"{type(stack).__name__} ran with a KV cache but no attention module stored keys in "
+                               "it: its attention modules do not support caching (they need a kv_cache attribute)")
+        if self._slot != len(self.keys):
+            raise RuntimeError(f"KV cache: this step used {self._slot} attention slots, earlier steps "
+                               f"{len(self.keys)}; a cache serves one stack only")
+        self.length += new_tokens
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new keys and values (B, nh, T, hs) in the next slot; return all of the slot's so far."""
+        i, self._slot = self._slot, self._slot + 1
+        end = self.length + k.shape[2]
+        if i == len(self.keys):  # the first step creates the slot
+            if self.length:
+                raise RuntimeError(f"KV cache slot {i} is new but {self.length} tokens are cached: "
+                                   "a cache serves one stack only")
+            if self.capacity is None:
+                self.keys.append(k)
+                self.values.append(v)
+                return k, v
+            B, nh, _, hs = k.shape
+            self.keys.append(k.new_empty(B, nh, self.capacity, hs))
+            self.values.append(v.new_empty(B, nh, self.capacity, v.shape[-1]))
+        if self.capacity is None:
+            self.keys[i] = torch.cat((self.keys[i], k), dim=2)  # (B, nh, L, hs)
+            self.values[i] = torch.cat((self.values[i], v), dim=2)
+            return self.keys[i], self.values[i]
+        if end > self.capacity:
+            raise ValueError(f"KV cache capacity {self.capacity} exceeded: {end} tokens in slot {i}; "
+                             "build the cache with a larger capacity")
+        self.keys[i][:, :, self.length:end] = k
+        self.values[i][:, :, self.length:end] = v
+        return self.keys[i][:, :, :end], self.values[i][:, :, :end]  # (B, nh, L, hs) views
+
+    def memory_kv(self, memory: torch.Tensor,
+                  project: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+        """Cross-attention keys and values of `memory` for the next cross slot, projected on the first step only."""
+        i, self._cross_slot = self._cross_slot, self._cross_slot + 1
+        if i == len(self.memory):
+            self.memory.append(project(memory))
+        return self.memory[i]
+
+    def causal_mask(self, new_tokens: int, attention_mask: torch.Tensor | None,
+                    dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor | None:
+        """Additive mask for `new_tokens` queries over the cached and new keys: causal, plus padding.
+
+        `attention_mask` (B, cached + new) marks real tokens with 1; None means no padding.
+        """
+        total = self.length + new_tokens
+        if attention_mask is not None and attention_mask.shape[1] != total:
+            raise ValueError(f"attention_mask has {attention_mask.shape[1]} columns; with {self.length} cached "
+                             f"and {new_tokens} new tokens it must cover all {total}")
+        mask = None if new_tokens == 1 else masks.causal(new_tokens, total, device=device)  # one query sees all
+        if attention_mask is not None:
+            pad = masks.padding(attention_mask)
+            mask = pad if mask is None else mask & pad
+        return masks.additive(mask, dtype)
+
+    def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
+        """Keep rows `index` of every cached tensor (beam reordering, or expanding a batch to beams).
+
+        `memory=False` leaves the cross-attention keys and values alone: right when `index`
+        only permutes rows that share one encoder output (the beams of one input).
+        """
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        self.state = {name: t.index_select(0, index) for name, t in self.state.items()}
+        if memory:
+            self.memory = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.memory]
 
 
 class SelfAttention(nn.Module):
     """Fused-QKV self-attention; `rotary` (optional) rotates q and k before the product."""
+
+    kv_cache: KVCache | None = None  # attached by a stack running with a cache
 
     def __init__(self, hidden_size: int, num_heads: int, head_size: int, *, bias: bool = True,
                  dropout: float = 0.0, rotary: nn.Module | None = None, scale: float | None = None) -> None:
@@ -31,8 +155,14 @@ class SelfAttention(nn.Module):
                 position_bias: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_size).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        cache = self.kv_cache
         if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
+            if cache is None:
+                q, k = self.rotary(q), self.rotary(k)
+            else:  # the new tokens sit after the cached ones
+                q, k = self.rotary(q, offset=cache.length), self.rotary(k, offset=cache.length)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, nh, L, hs)
         if position_bias is not None:
             mask = position_bias if mask is None else mask + position_bias
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,

@@ -5,7 +5,8 @@
     memory ──► kv (one fused Linear) ──► k, v
 
 `memory_kv` and `attend` are separate so that incremental decoding can project the encoder
-output once and reuse k, v for every generated token.
+output once and reuse k, v for every generated token: under a KV cache (attention.KVCache,
+attached by the decoder stack) the first step stores them and later steps read them back.
 """
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import KVCache
 from .linear import Linear
 
 
 class CrossAttention(nn.Module):
     """Multi-head attention of `x` over `memory`; `scale=None` means 1/sqrt(head_size)."""
+
+    kv_cache: KVCache | None = None  # attached by a stack running with a cache
 
     def __init__(self, hidden_size: int, num_heads: int, head_size: int, *, memory_size: int | None = None,
                  bias: bool = True, dropout: float = 0.0, scale: float | None = None) -> None:
@@ -46,4 +50,6 @@ class CrossAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.kv_cache is not None:
+            return self.attend(x, *self.kv_cache.memory_kv(memory, self.memory_kv), mask)
         return self.attend(x, *self.memory_kv(memory), mask)

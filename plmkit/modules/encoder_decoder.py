@@ -10,7 +10,9 @@
 
 A Stack computes its score bias (e.g. T5's relative buckets) once per forward and adds it to
 the attention mask, so every layer reads the same tensor. `encode` and `decode` are separate
-entry points: the encoder runs once, the decoder as often as generation needs.
+entry points: the encoder runs once, the decoder as often as generation needs. `decode(...,
+cache=KVCache())` keeps the decoder's self-attention keys and values between calls and
+projects the encoder output to cross-attention keys and values once.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import masks
+from .attention import KVCache
 from .linear import Linear
 
 
@@ -60,7 +63,8 @@ class Stack(nn.Module):
 
     `relative_bias(q_len, k_len, offset)` (optional) gives a (1, nh, Tq, Tk) bias; it is added
     to the additive mask once, here, rather than in every layer. `context` (the encoder output
-    and its mask, for a decoder) is handed to every block unchanged.
+    and its mask, for a decoder) is handed to every block unchanged. With `cache`, x holds
+    only the new tokens and the offset is the number already cached.
     """
 
     def __init__(self, blocks: nn.ModuleList, norm: nn.Module, *, relative_bias: nn.Module | None,
@@ -72,14 +76,21 @@ class Stack(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *context: torch.Tensor | None,
-                offset: int = 0) -> torch.Tensor:
-        """x (B, T, H) already embedded; `mask` additive, broadcastable to (B, nh, T, T)."""
+                offset: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        """x (B, T, H) already embedded; `mask` additive, broadcastable to (B, nh, T, offset + T)."""
+        T = x.shape[1]
+        if cache is not None:
+            offset = cache.length
         if self.relative_bias is not None:
-            T = x.shape[1]
-            bias = self.relative_bias(T, offset + T, offset).to(x.dtype)  # (1, nh, T, T)
-            mask = bias if mask is None else mask + bias  # (B, nh, T, T)
-        for block in self.blocks:
-            x = block(x, mask, *context)
+            bias = self.relative_bias(T, offset + T, offset).to(x.dtype)  # (1, nh, T, offset + T)
+            mask = bias if mask is None else mask + bias  # (B, nh, T, offset + T)
+        if cache is None:
+            for block in self.blocks:
+                x = block(x, mask, *context)
+        else:
+            with cache.step(self.blocks, T):
+                for block in self.blocks:
+                    x = block(x, mask, *context)
         return self.dropout(self.norm(x))
 
 
@@ -136,18 +147,25 @@ class EncoderDecoder(nn.Module):
 
     def decode(self, decoder_input_ids: torch.Tensor, memory: torch.Tensor,
                attention_mask: torch.Tensor | None = None,
-               decoder_attention_mask: torch.Tensor | None = None) -> Seq2SeqOutput:
-        """Logits for every decoder position given the encoder output `memory` and its padding mask."""
+               decoder_attention_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> Seq2SeqOutput:
+        """Logits for every decoder position given the encoder output `memory` and its padding mask.
+
+        With `cache`, pass only the new decoder tokens; `decoder_attention_mask` (optional)
+        then covers cached + new tokens.
+        """
         x = self.embeddings(decoder_input_ids)  # (B, T, H)
-        self_mask = masks.additive(masks.build("lm", decoder_input_ids, None, decoder_attention_mask), x.dtype)
+        if cache is None:
+            self_mask = masks.additive(masks.build("lm", decoder_input_ids, None, decoder_attention_mask), x.dtype)
+        else:
+            self_mask = cache.causal_mask(x.shape[1], decoder_attention_mask, x.dtype, x.device)
         memory_mask = None if attention_mask is None else masks.additive(masks.padding(attention_mask), x.dtype)
-        h = self.decoder(x, self_mask, memory, memory_mask)
+        h = self.decoder(x, self_mask, memory, memory_mask, cache=cache)
         return Seq2SeqOutput(logits=self.lm_head(h, self.embeddings.token), last_hidden_state=h,
                              encoder_last_hidden_state=memory)
 
     def forward(self, input_ids: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
-                encoder_output: torch.Tensor | None = None) -> Seq2SeqOutput:
+                encoder_output: torch.Tensor | None = None, cache: KVCache | None = None) -> Seq2SeqOutput:
         if decoder_input_ids is None:
             raise ValueError("an encoder-decoder model needs decoder_input_ids (T5 starts them with "
                              f"decoder_start_token_id={self.config.extra.get('decoder_start_token_id', 0)})")
@@ -155,4 +173,4 @@ class EncoderDecoder(nn.Module):
             if input_ids is None:
                 raise ValueError("pass input_ids, or encoder_output from model.encode(...)")
             encoder_output = self.encode(input_ids, attention_mask)
-        return self.decode(decoder_input_ids, encoder_output, attention_mask, decoder_attention_mask)
+        return self.decode(decoder_input_ids, encoder_output, attention_mask, decoder_attention_mask, cache)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from . import masks
+from .attention import KVCache
 from .encoder import ModelOutput
 
 
@@ -50,6 +51,10 @@ class Decoder(nn.Module):
     `final_norm` (GPT-2) normalises the last block's output; `lm_head` maps hidden states to
     vocabulary logits (None: features only). Position ids default to 0..T-1 as in
     transformers' forward; for left padding pass `position_ids_from_mask(attention_mask)`.
+
+    With `cache` (attention.KVCache) only the new tokens are passed: they attend to the
+    cached ones too, `attention_mask` then covers cached + new tokens (B, L + T), and default
+    positions continue from the cache (L..L+T-1).
     """
 
     def __init__(self, config, embeddings: nn.Module, blocks: nn.Module, *, final_norm: nn.Module | None = None,
@@ -64,14 +69,21 @@ class Decoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool = False) -> ModelOutput:
-        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
-        mask = masks.additive(masks.build("lm", input_ids, None, attention_mask), x.dtype)  # (B|1, 1, T, T)
-        states = [x] if output_hidden_states else None
-        for block in self.blocks:
-            x = block(x, mask)
-            if states is not None:
-                states.append(x)
+                inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool = False,
+                cache: KVCache | None = None) -> ModelOutput:
+        if cache is None:
+            x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
+            mask = masks.additive(masks.build("lm", input_ids, None, attention_mask), x.dtype)  # (B|1, 1, T, T)
+            states, x = self._blocks(x, mask, output_hidden_states)
+        else:
+            T = input_ids.shape[1] if inputs_embeds is None else inputs_embeds.shape[1]
+            if position_ids is None and cache.length:
+                device = (input_ids if inputs_embeds is None else inputs_embeds).device
+                position_ids = torch.arange(cache.length, cache.length + T, device=device)[None]  # (1, T)
+            x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
+            mask = cache.causal_mask(T, attention_mask, x.dtype, x.device)  # (B|1, 1, T, L + T) or None
+            with cache.step(self.blocks, T):
+                states, x = self._blocks(x, mask, output_hidden_states)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return ModelOutput(
@@ -79,3 +91,12 @@ class Decoder(nn.Module):
             logits=self.lm_head(x) if self.lm_head is not None else None,
             hidden_states=tuple(states) if states is not None else None,
         )
+
+    def _blocks(self, x: torch.Tensor, mask: torch.Tensor | None,
+                output_hidden_states: bool) -> tuple[list[torch.Tensor] | None, torch.Tensor]:
+        states = [x] if output_hidden_states else None
+        for block in self.blocks:
+            x = block(x, mask)
+            if states is not None:
+                states.append(x)
+        return states, x

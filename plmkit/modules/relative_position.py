@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import KVCache
 from .linear import Linear
 
 
@@ -29,9 +30,12 @@ def sinusoid_table(rows: int, dim: int) -> torch.Tensor:
     return torch.stack((angle.sin(), angle.cos()), dim=-1).flatten(1)  # interleaved sin, cos
 
 
-def relative_index(q_len: int, k_len: int, max_distance: int, device=None) -> torch.Tensor:
-    """(Tq, Tk) row of the table for each (query i, key j): clip(j - i, -M, M) + M."""
-    i = torch.arange(q_len, device=device)[:, None]
+def relative_index(q_len: int, k_len: int, max_distance: int, device=None, offset: int = 0) -> torch.Tensor:
+    """(Tq, Tk) row of the table for each (query i, key j): clip(j - i, -M, M) + M.
+
+    Queries sit at positions offset..offset+Tq-1 (a KV cache holds the `offset` earlier tokens).
+    """
+    i = torch.arange(offset, offset + q_len, device=device)[:, None]
     j = torch.arange(k_len, device=device)[None, :]
     return (j - i).clamp(-max_distance, max_distance) + max_distance
 
@@ -55,9 +59,9 @@ class FunctionalRelativePositions(nn.Module):
             self._cache = (key, sinusoid_table(2 * self.max_relative_position + 1, self.head_size).to(device, dtype))
         return self._cache[1]
 
-    def index(self, q_len: int, k_len: int, device: torch.device | None = None) -> torch.Tensor:
-        """(Tq, Tk) table row of each query/key pair."""
-        return relative_index(q_len, k_len, self.max_relative_position, device)
+    def index(self, q_len: int, k_len: int, device: torch.device | None = None, offset: int = 0) -> torch.Tensor:
+        """(Tq, Tk) table row of each query/key pair (queries from position `offset`)."""
+        return relative_index(q_len, k_len, self.max_relative_position, device, offset)
 
     def forward(self, q_len: int, k_len: int | None = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
         """The full (Tq, Tk, hs) tensor a_ij (for inspection; attention uses the compact table)."""
@@ -77,7 +81,10 @@ class RelativeSelfAttention(nn.Module):
     explicit: the value term needs the probabilities, which SDPA does not return. Only
     2M+1 distinct a_ij exist, so both extra terms go through the (2M+1, hs) table:
     q·a_ij is gathered from q·tableᵀ, and Σ_j p_ij a_ij is (p summed per distance)·table.
+    Under a KV cache (see attention.KVCache) the new queries sit after the cached keys.
     """
+
+    kv_cache: KVCache | None = None  # attached by a stack running with a cache
 
     def __init__(self, hidden_size: int, num_heads: int, head_size: int, *, relative: FunctionalRelativePositions,
                  bias: bool = True, dropout: float = 0.0) -> None:
@@ -94,16 +101,21 @@ class RelativeSelfAttention(nn.Module):
                 position_bias: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_size).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        offset = 0
+        if self.kv_cache is not None:
+            offset = self.kv_cache.length
+            k, v = self.kv_cache.append(k, v)  # (B, nh, L, hs)
+        L = k.shape[2]
         table = self.relative.table(x.device, x.dtype)  # (R, hs), R = 2M+1
-        index = self.relative.index(T, T, x.device).expand(B, self.num_heads, T, T)  # (B, nh, T, T)
-        scores = q @ k.transpose(-1, -2)  # (B, nh, T, T)
+        index = self.relative.index(T, L, x.device, offset).expand(B, self.num_heads, T, L)  # (B, nh, T, L)
+        scores = q @ k.transpose(-1, -2)  # (B, nh, T, L)
         scores = scores + torch.gather(q @ table.t(), -1, index)  # q_i · a_ij, from (B, nh, T, R)
         scores = scores / math.sqrt(self.head_size)
         if mask is not None:
             scores = scores + mask
         if position_bias is not None:
             scores = scores + position_bias
-        probs = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)  # (B, nh, T, T)
+        probs = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)  # (B, nh, T, L)
         per_distance = torch.zeros(B, self.num_heads, T, table.shape[0], dtype=probs.dtype, device=probs.device)
         per_distance = per_distance.scatter_add(-1, index, probs)  # (B, nh, T, R): p mass at each clipped distance
         y = probs @ v + per_distance @ table  # (B, nh, T, hs)

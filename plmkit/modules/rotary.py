@@ -75,22 +75,35 @@ class RotaryEmbedding(nn.Module):
                 positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin of the angles, (T, hs/2) or (B, T, hs/2), in `dtype`."""
         if positions is None:
-            # inference tensors must not leak into a later autograd pass: key on the mode too
-            key = (length, device, dtype, torch.is_inference_mode_enabled())
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1], self._cache[2]
+            # inference tensors must not leak into a later autograd pass: key on the mode too. A longer
+            # table serves shorter lengths (each row depends on its position only): decoding one token
+            # at a time then reuses one table instead of recomputing it at every new length
+            key = (device, dtype, torch.is_inference_mode_enabled())
+            if self._cache is not None and self._cache[0] == key and self._cache[1].shape[-2] >= length:
+                return self._cache[1][..., :length, :], self._cache[2][..., :length, :]
         # angles in float64 then rounded once: long positions keep their precision in fp32 / bf16
-        theta = self.angles(self.default_positions(length, device) if positions is None else positions.to(device))
+        rows = -(-length // 64) * 64 if positions is None else length  # headroom: a growing length rarely recomputes
+        theta = self.angles(self.default_positions(rows, device) if positions is None else positions.to(device))
         cos, sin = theta.cos().to(dtype), theta.sin().to(dtype)
         if positions is None:
             self._cache = (key, cos, sin)
+            cos, sin = cos[:length], sin[:length]
         return cos, sin
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Rotate x (B, nh, T, hs) (or any (..., T, hs)) by its positions."""
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None, *, offset: int = 0) -> torch.Tensor:
+        """Rotate x (B, nh, T, hs) (or any (..., T, hs)) by its positions.
+
+        Without `positions`, token t sits at default position `offset + t`: a KV cache passes
+        the number of tokens already cached, so new tokens continue where the cache ends.
+        """
         if x.shape[-1] != self.head_size:
             raise ValueError(f"rotary embedding built for head size {self.head_size}, got vectors of {x.shape[-1]}")
-        cos, sin = self.cos_sin(x.shape[-2], x.device, x.dtype, positions)
+        if positions is not None and offset:
+            raise ValueError(f"pass explicit positions or an offset, not both (offset={offset})")
+        T = x.shape[-2]
+        cos, sin = self.cos_sin(offset + T, x.device, x.dtype, positions)
+        if offset:
+            cos, sin = cos[offset:], sin[offset:]  # (T, hs/2): the rows of the new tokens
         if cos.dim() == 3 and x.dim() == 4:  # per-batch positions (B, T, hs/2) -> (B, 1, T, hs/2) over heads
             cos, sin = cos[:, None], sin[:, None]
         return rotate_pairs(x, cos, sin)
