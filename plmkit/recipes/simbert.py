@@ -1,0 +1,341 @@
+"""SimBERT / RoFormer-Sim: one encoder that both retrieves and paraphrases.
+
+    similar pairs (a, b) ─► rows [CLS] a [SEP] b [SEP] and [CLS] b [SEP] a [SEP], adjacent (rows 2i, 2i+1)
+                         ─► [whole-word-mask noise on the source segment of half the rows]
+                         ─► UniLM encoder (segment 0 bidirectional, segment 1 causal; with MLM head and pooler)
+        seq2seq loss:    predict segment 1 token by token (next-token cross-entropy over its tokens)
+        similarity loss: pooled [CLS] vectors (the [CLS] sees only its own source sentence under the UniLM
+                         mask), cosine x scale 20, diagonal masked, row i's positive is row i ^ 1
+        [distillation]:  lambda 100 x mean squared difference of the batch's cosine matrix from a teacher's
+
+SimBERT: github.com/ZhuiyiTechnology/simbert (kexue.fm/archives/7427); RoFormer-Sim: kexue.fm/archives/8454;
+the supervised head (RoFormer-Sim-FT): kexue.fm/archives/8541. `gen_synonyms` samples paraphrases with
+top-p, de-duplicates them and ranks them by cosine to the input, as the SimBERT release does.
+Large batches can be accumulated exactly (`chunks`, see plmkit.similarity.contrastive).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import mask_tokens
+from ..modules.linear import Linear
+from ..sentence import encode_sentences, pool
+from ..similarity.contrastive import accumulated_backward, paired_contrastive_loss
+from ..training import build_optimizer, lambda_scheduler, warmup_linear
+
+logger = logging.getLogger("plmkit.simbert")
+
+Teacher = Callable[[Sequence[str]], Tensor]  # texts -> (N, D) sentence vectors
+
+
+@dataclass
+class SimBertConfig:
+    """Settings of a SimBERT / RoFormer-Sim training run."""
+
+    max_length: int = 64  # tokens of a whole row: [CLS] a [SEP] b [SEP]
+    batch_size: int = 32  # pairs per step (each makes two rows)
+    steps: int = 1000
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    max_grad_norm: float = 1.0
+    scale: float = 20.0  # cosine scale of the in-batch softmax (RoFormer-Sim: 20; SimBERT: 30)
+    similarity_weight: float = 1.0
+    pooling: str = "pooler_linear"  # the pooler's dense layer without tanh, as both releases
+    noise_prob: float = 0.0  # whole-word masking rate on the source segment; 0: no noise
+    noise_rows: float = 0.5  # share of rows that get the noise
+    distill_weight: float = 100.0  # used only when a teacher is given
+    chunks: int = 1  # >1: exact gradient accumulation over this many chunks of the batch
+    precision: str = "fp32"  # or "bf16" (autocast)
+    seed: int = 0
+
+
+# ---- batches ------------------------------------------------------------------------------------
+
+def pair_batch(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int | None,
+               offsets: bool = False) -> dict[str, Tensor]:
+    """Rows (a, b) and (b, a) of every pair, adjacent; `sources` lists each row's first text."""
+    firsts, seconds = [], []
+    for j, pair in enumerate(pairs):
+        if len(pair) != 2 or not all(isinstance(t, str) and t for t in pair):
+            raise ValueError(f"pair {j}: expected two non-empty texts, found {pair!r}")
+        a, b = pair
+        firsts += [a, b]
+        seconds += [b, a]
+    batch = tokenizer(firsts, seconds, max_length=max_length, **({"return_offsets": True} if offsets else {}))
+    batch["sources"] = firsts
+    return batch
+
+
+def whole_word_ids(batch: dict, segment: Callable[[str], list[str]] | None) -> Tensor:
+    """(B, T) for each source token, the position of the first token of its word (words from `segment`).
+
+    Tokens outside the source segment, and every token when `segment` is None, are their own word.
+    """
+    ids = batch["input_ids"]
+    B, T = ids.shape
+    word_ids = torch.arange(T).expand(B, T).clone()
+    if segment is None:
+        return word_ids
+    offsets = batch["offset_mapping"]
+    source = (batch["token_type_ids"] == 0) & batch["attention_mask"].bool()
+    for b, text in enumerate(batch["sources"]):
+        char_word, pos = [0] * len(text), 0
+        for w, word in enumerate(segment(text)):
+            start = text.find(word, pos)
+            if start < 0:  # a segmenter that rewrites text: fall back to tokens as words
+                break
+            char_word[start:start + len(word)] = [w] * len(word)
+            pos = start + len(word)
+        first: dict[int, int] = {}
+        for t in range(T):
+            s, e = offsets[b, t].tolist()
+            if not source[b, t] or e <= s or s >= len(char_word):
+                continue
+            word_ids[b, t] = first.setdefault(char_word[s], t)
+    return word_ids
+
+
+def source_noise(batch: dict, tokenizer, prob: float, rows: float, *, segment=None,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """Input ids with whole-word masking (80% [MASK], 10% random, 10% kept) on the source of a share of rows."""
+    ids = batch["input_ids"]
+    if prob <= 0:
+        return ids
+    if tokenizer.mask_token_id is None:
+        raise ValueError("source noise needs a [MASK] token in the tokenizer's vocabulary")
+    chosen = torch.rand(len(ids), generator=generator) < rows  # (B,)
+    special_ids = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id])
+    maskable = (chosen[:, None] & (batch["token_type_ids"] == 0) & batch["attention_mask"].bool()
+                & ~torch.isin(ids, special_ids))
+    masked, _ = mask_tokens(ids, mask_id=tokenizer.mask_token_id, vocab_size=tokenizer.vocab_size,
+                            special=~maskable, prob=prob, word_ids=whole_word_ids(batch, segment),
+                            generator=generator)
+    return masked
+
+
+# ---- losses -------------------------------------------------------------------------------------
+
+def seq2seq_loss_sum(logits: Tensor, input_ids: Tensor, token_type_ids: Tensor,
+                     attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(sum of next-token cross-entropies over segment-1 targets, their count): UniLM's seq2seq loss."""
+    target = input_ids[:, 1:]  # (B, T-1): token t+1 is predicted at position t
+    weight = (token_type_ids[:, 1:] * attention_mask[:, 1:]).bool()
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten(), reduction="none")
+    return (ce.view_as(target) * weight).sum(), weight.sum()
+
+
+def similarity_matrix(vectors: Tensor) -> Tensor:
+    """(N, N) cosine similarities."""
+    z = F.normalize(vectors.float(), dim=-1)
+    return z @ z.T
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, weight: float = 100.0) -> Tensor:
+    """weight x mean squared difference between the student's and the teacher's cosine matrices (8454)."""
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(f"student has {student.shape[0]} vectors, teacher {teacher.shape[0]}")
+    return weight * (similarity_matrix(student) - similarity_matrix(teacher).to(student.device)).pow(2).mean()
+
+
+class SupervisedSimilarityHead(nn.Module):
+    """concat(u, v, |u - v|) ─► dense, no bias ─► num_tasks x num_labels logits, other tasks' masked (8541)."""
+
+    def __init__(self, hidden_size: int, num_tasks: int, num_labels: int = 2) -> None:
+        super().__init__()
+        self.num_tasks, self.num_labels = num_tasks, num_labels
+        self.dense = Linear(3 * hidden_size, num_tasks * num_labels, bias=False)
+
+    def forward(self, u: Tensor, v: Tensor, task_ids: Tensor) -> Tensor:
+        """(B, num_tasks * num_labels) logits; those of tasks other than each row's are -inf."""
+        if task_ids.min() < 0 or task_ids.max() >= self.num_tasks:
+            raise ValueError(f"task ids must be in 0..{self.num_tasks - 1}, found {task_ids.min()}..{task_ids.max()}")
+        logits = self.dense(torch.cat([u, v, (u - v).abs()], dim=-1))
+        task_of_column = torch.arange(logits.shape[-1], device=logits.device) // self.num_labels
+        return logits.masked_fill(task_of_column[None, :] != task_ids[:, None], float("-inf"))
+
+    def loss(self, logits: Tensor, task_ids: Tensor, labels: Tensor) -> Tensor:
+        """Mean cross-entropy over all tasks' columns; the masked ones take no probability."""
+        return F.cross_entropy(logits.float(), task_ids * self.num_labels + labels)
+
+
+# ---- model --------------------------------------------------------------------------------------
+
+def build_simbert(config, **options) -> nn.Module:
+    """A randomly initialised UniLM encoder with MLM head and pooler (any BERT-like family's config)."""
+    from ..models import build_model
+
+    return build_model(config, with_mlm=True, with_pool=True, application="unilm", **options)
+
+
+def load_simbert(path, **options) -> nn.Module:
+    """A pretrained checkpoint as a UniLM encoder with MLM head and pooler."""
+    from ..pretrained import from_pretrained
+
+    return from_pretrained(path, with_mlm=True, with_pool=True, application="unilm", **options)
+
+
+def _check_model(model: nn.Module) -> None:
+    if getattr(model, "application", None) != "unilm" or model.mlm is None or model.pooler is None:
+        raise ValueError("SimBERT training needs application='unilm', with_mlm=True and with_pool=True "
+                         "(build_simbert / load_simbert make such a model)")
+
+
+def _autocast(precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16)
+    raise ValueError(f"precision must be 'fp32' or 'bf16', found {precision!r}")
+
+
+def simbert_step(model: nn.Module, batch: dict, config: SimBertConfig, *, input_ids: Tensor | None = None,
+                 teacher_vectors: Tensor | None = None) -> dict[str, float]:
+    """One forward/backward of the whole SimBERT loss on a pair batch (gradients accumulate into .grad)."""
+    device = next(model.parameters()).device
+    ids = (batch["input_ids"] if input_ids is None else input_ids).to(device)
+    target = batch["input_ids"].to(device)
+    seg, att = batch["token_type_ids"].to(device), batch["attention_mask"].to(device)
+    count = (seg[:, 1:] * att[:, 1:]).sum().clamp(min=1)
+
+    def embed(rows: slice):
+        with _autocast(config.precision):
+            out = model(ids[rows], token_type_ids=seg[rows], attention_mask=att[rows])
+            z = pool(out, att[rows], config.pooling, model).float()
+        s2s, _ = seq2seq_loss_sum(out.logits, target[rows], seg[rows], att[rows])
+        return z, s2s / count
+
+    def pair_losses(z: Tensor) -> tuple[Tensor, Tensor]:
+        sim = config.similarity_weight * paired_contrastive_loss(z, config.scale)
+        distill = distillation_loss(z, teacher_vectors, config.distill_weight) if teacher_vectors is not None \
+            else z.new_zeros(())
+        return sim, distill
+
+    if config.chunks <= 1:
+        z, s2s = embed(slice(None))
+        sim, distill = pair_losses(z)
+        (s2s + sim + distill).backward()
+        return {"loss": (s2s + sim + distill).item(), "seq2seq": s2s.item(), "similarity": sim.item(),
+                "distill": distill.item()}
+    n = len(ids)
+    size = 2 * math.ceil(n / 2 / config.chunks)  # even: a pair's two rows stay in one chunk
+    chunks = [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    total = accumulated_backward(embed, chunks, lambda z: sum(pair_losses(z)))
+    return {"loss": total.item()}
+
+
+def _pair_order(n: int, batch_size: int, generator: torch.Generator):
+    """Endless shuffled passes over n pairs, batch_size at a time."""
+    while True:
+        perm = torch.randperm(n, generator=generator).tolist()
+        for i in range(0, n - batch_size + 1, batch_size):  # a short last batch is dropped
+            yield perm[i:i + batch_size]
+
+
+def train_simbert(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]],
+                  config: SimBertConfig | None = None, *, teacher: Teacher | None = None,
+                  segment: Callable[[str], list[str]] | None = None,
+                  callback: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+    """Train in place for config.steps steps; returns one record of losses per step.
+
+    `teacher(texts)` gives reference vectors for distillation; `segment(text)` gives the words
+    for whole-word noise (None: tokens); `callback(step, record)` is called after every step.
+    """
+    config = config or SimBertConfig()
+    _check_model(model)
+    if len(pairs) < 2:
+        raise ValueError(f"need at least 2 pairs to contrast, found {len(pairs)}")
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # dropout
+    optimizer = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = lambda_scheduler(optimizer, warmup_linear(int(config.warmup * config.steps), config.steps))
+    order = _pair_order(len(pairs), min(config.batch_size, len(pairs)), generator)
+    needs_offsets = config.noise_prob > 0 and segment is not None
+    history = []
+    model.train()
+    for step in range(1, config.steps + 1):
+        batch = pair_batch(tokenizer, [pairs[i] for i in next(order)], config.max_length, offsets=needs_offsets)
+        noisy = source_noise(batch, tokenizer, config.noise_prob, config.noise_rows, segment=segment,
+                             generator=generator)
+        teacher_vectors = None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_vectors = teacher(batch["sources"]).float()
+        record = simbert_step(model, batch, config, input_ids=noisy, teacher_vectors=teacher_vectors)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        record.update(step=step, grad_norm=float(norm), lr=scheduler.get_last_lr()[0])
+        history.append(record)
+        if callback is not None:
+            callback(step, record)
+    model.eval()
+    return history
+
+
+def teacher_from(model: nn.Module, tokenizer, pooling: str = "pooler_linear", max_length: int | None = None) -> Teacher:
+    """A Teacher that encodes texts with a (frozen) model, e.g. a trained SimBERT."""
+    def encode(texts: Sequence[str]) -> Tensor:
+        return encode_sentences(model, tokenizer, list(texts), pooling=pooling, normalize=False,
+                                max_length=max_length)
+    return encode
+
+
+# ---- paraphrases --------------------------------------------------------------------------------
+
+Sampler = Callable[..., list[list[int]]]
+
+
+def generate_sampler(model: nn.Module, token_ids: list[int], segment_ids: list[int], *, n: int, top_p: float,
+                     max_new_tokens: int, end_id: int, generator: torch.Generator | None) -> list[list[int]]:
+    """n continuations sampled with plmkit.generate (UniLM: generated tokens are segment 1)."""
+    from ..generation import generate  # issue 5's decoder
+
+    ids = torch.tensor([token_ids])
+    out = generate(model, ids, token_type_ids=torch.tensor([segment_ids]), max_new_tokens=max_new_tokens,
+                   do_sample=True, top_p=top_p, num_return_sequences=n, generator=generator,
+                   eos_token_id=end_id)
+    return [row[len(token_ids):].tolist() for row in out]
+
+
+def gen_synonyms(model: nn.Module, tokenizer, text: str, n: int = 100, k: int = 20, *, top_p: float = 0.95,
+                 max_new_tokens: int = 32, max_length: int | None = 64, pooling: str = "pooler_linear",
+                 generator: torch.Generator | None = None, sampler: Sampler | None = None) -> list[str]:
+    """Up to k paraphrases of `text`: n top-p samples, de-duplicated (the input itself dropped), best cosine first.
+
+    `sampler` replaces the decoder (same arguments as generate_sampler), e.g. to use a cache or beam search.
+    """
+    token_ids, segment_ids = tokenizer.encode(text, maxlen=max_length)
+    sample = sampler or generate_sampler
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            continuations = sample(model, token_ids, segment_ids, n=n, top_p=top_p, max_new_tokens=max_new_tokens,
+                                   end_id=tokenizer.sep_token_id, generator=generator)
+    finally:
+        model.train(was_training)
+    seen: dict[str, None] = {}
+    for ids in continuations:
+        ids = list(ids)
+        if tokenizer.sep_token_id in ids:
+            ids = ids[:ids.index(tokenizer.sep_token_id)]
+        candidate = tokenizer.decode(ids).strip()
+        if candidate and candidate != text:
+            seen.setdefault(candidate)
+    candidates = list(seen)
+    if not candidates:
+        return []
+    vectors = encode_sentences(model, tokenizer, [text] + candidates, pooling=pooling, max_length=max_length)
+    scores = vectors[1:] @ vectors[0]  # (C,) cosines to the input
+    order = torch.argsort(scores, descending=True, stable=True)
+    return [candidates[i] for i in order[:k].tolist()]
