@@ -8,6 +8,13 @@
 ALBERT: arXiv:1909.11942. Loading the shared block into independent layers and fine-tuning
 them separately works better than keeping them tied: kexue.fm/archives/7846.
 
+brightmart/albert_zh's early releases factorise differently (token_projection): the E → H
+projection (no bias) applies to the token vectors alone, segment and position tables are H
+wide and normalised in H, and the MLM head returns through the same projection:
+
+    ids ─► token table (E) ─► project E → H ─► + segment + position (H) ─► LayerNorm(H) ─► blocks
+    MLM: dense H → H ─► act ─► LayerNorm(H) ─► (token table · projection)ᵀ + bias
+
 Checkpoint layout: transformers' AlbertModel groups layers (num_hidden_groups); released
 checkpoints use one group, which `albert` reads as one shared block. A model whose layers are
 independent (albert_unshared) is written with num_hidden_groups = num_layers, one group per
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..config import ConfigError, ModelConfig, config_from_bert_dict
@@ -25,6 +33,7 @@ from ..modules.blocks import SharedBlocks
 from ..modules.embeddings import Embeddings
 from ..modules.encoder import Encoder
 from ..modules.heads import MLMHead, NSPHead, Pooler
+from ..modules.linear import Linear
 from ..modules.positions import LearnedPositions
 from . import Family
 from .bert import init_weights, post_norm_block
@@ -43,15 +52,49 @@ def num_groups(config: ModelConfig) -> int:
     return groups
 
 
+class ProjectedTokens(nn.Module):
+    """token ids ─► E-wide table ─► E → H projection without bias (brightmart/albert_zh's factorisation).
+
+    `weight` is the effective (V, H) table, so a head tied to it (MLMHead) projects back
+    through the same two matrices, as albert_zh's pre-training head does.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, hidden_size: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, dim)
+        self.project = Linear(dim, hidden_size, bias=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.project(self.table.weight)  # (V, H)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.project(self.table(input_ids))  # (B, T, H)
+
+
+def token_projection(config: ModelConfig) -> bool:
+    """Whether the checkpoint uses albert_zh's layout (projection on the token vectors only)."""
+    return bool(config.extra.get("token_projection", False))
+
+
 def _encoder(config: ModelConfig, blocks: nn.Module, *, with_mlm: bool, with_pool: bool, with_nsp: bool,
              application: str) -> Encoder:
     c = config
     dim = c.embedding_size or c.hidden_size  # ALBERT projects E -> H even when E == H
-    embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size,
-                            positions=LearnedPositions(c.max_position, dim), norm=_norm(c, dim), dropout=c.dropout,
-                            project_to=c.hidden_size)
+    if token_projection(c):  # segment, position and norm live in H; the token vectors are projected first
+        # one placeholder row: the token module is replaced at once, so no (V, H) table is allocated
+        embeddings = Embeddings(1, c.hidden_size, type_vocab_size=c.type_vocab_size,
+                                positions=LearnedPositions(c.max_position, c.hidden_size),
+                                norm=_norm(c, c.hidden_size), dropout=c.dropout)
+        embeddings.token = ProjectedTokens(c.vocab_size, dim, c.hidden_size)
+        head_norm = _norm(c, c.hidden_size)
+    else:
+        embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size,
+                                positions=LearnedPositions(c.max_position, dim), norm=_norm(c, dim),
+                                dropout=c.dropout, project_to=c.hidden_size)
+        head_norm = _norm(c, dim)
     pooler = Pooler(c.hidden_size) if with_pool or with_nsp else None
-    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, _norm(c, dim)) if with_mlm else None
+    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, head_norm) if with_mlm else None
     sop = NSPHead(c.hidden_size) if with_nsp else None  # sentence-order prediction: same shape as BERT's NSP
     model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=sop)
     return init_weights(model, c.initializer_range)
@@ -79,12 +122,12 @@ def build_albert_unshared(config: ModelConfig, *, with_mlm: bool = False, with_p
 
 
 # ---- Hugging Face names (data) ---------------------------------------------------------------
-# tf_rules: Google's ALBERT TensorFlow checkpoints (bert/embeddings/..., bert/encoder/transformer/
-# group_0/inner_group_0/...) will be mapped here when the TensorFlow reader lands (issue 3).
-# Note for that map: Google's albert_config.json says "gelu" but its code computes the tanh
-# approximation (transformers' AlbertConfig defaults to "gelu_new" for that reason).
 
 def _rules(config: ModelConfig, prefix: str, shared: bool) -> tuple[list[Rule], set[str]]:
+    if token_projection(config):
+        raise ConfigError(f"{config.source}: this ALBERT uses brightmart/albert_zh's layout (the projection "
+                          "applies to the token vectors only), which transformers' AlbertModel cannot express; "
+                          "save it with format='tf'")
     p = prefix
     o = "blocks.block." if shared else "blocks.{i}."
     g = "0" if num_groups(config) == 1 else "{i}"  # one group read into every layer, or group i into layer i
@@ -138,6 +181,132 @@ def unshared_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set
     return _rules(config, prefix, shared=False)
 
 
+# ---- original TensorFlow names (data) ------------------------------------------------------------
+# Google (google-research/albert modeling.py): embeddings E wide under bert/embeddings, the E → H
+# mapping in bert/encoder/embedding_hidden_mapping_in, layer groups under
+# bert/encoder/transformer/group_{g}/inner_group_0/ (group g = layer i when every layer has its own).
+# brightmart/albert_zh (modeling.py, run_pretraining.py): BERT's names, word_embeddings_2 for the
+# token projection, one scope bert/encoder/layer_shared/ for the shared layer (bert/encoder/layer_{i}/
+# when we write independent layers: the names BERT's code, which albert_zh copies, gives them).
+
+_GOOGLE_BLOCK = {"q": "attention_1/self/query", "k": "attention_1/self/key", "v": "attention_1/self/value",
+                 "out": "attention_1/output/dense", "attn_norm": "LayerNorm", "up": "ffn_1/intermediate/dense",
+                 "down": "ffn_1/intermediate/output/dense", "ffn_norm": "LayerNorm_1"}
+_BERT_BLOCK = {"q": "attention/self/query", "k": "attention/self/key", "v": "attention/self/value",
+               "out": "attention/output/dense", "attn_norm": "attention/output/LayerNorm",
+               "up": "intermediate/dense", "down": "output/dense", "ffn_norm": "output/LayerNorm"}
+
+
+def _tf_block_rules(o: str, t: str, n: dict[str, str]) -> list[Rule]:
+    """One ALBERT layer: ours under `o`, theirs under `t` with sub-scopes `n` (kernels stored [in, out])."""
+    qkv = [f"{t}{n[k]}" for k in ("q", "k", "v")]
+    rules = [Rule(f"{o}attn.qkv.weight", [f"{x}/kernel" for x in qkv], transpose=True),
+             Rule(f"{o}attn.qkv.bias", [f"{x}/bias" for x in qkv])]
+    for ours, key in (("attn.out", "out"), ("ffn.up", "up"), ("ffn.down", "down")):
+        rules += [Rule(f"{o}{ours}.weight", f"{t}{n[key]}/kernel", transpose=True),
+                  Rule(f"{o}{ours}.bias", f"{t}{n[key]}/bias")]
+    for ours in ("attn_norm", "ffn_norm"):
+        rules += [Rule(f"{o}{ours}.weight", f"{t}{n[ours]}/gamma"), Rule(f"{o}{ours}.bias", f"{t}{n[ours]}/beta")]
+    return rules
+
+
+def _tf_rules(config: ModelConfig, names, shared: bool) -> tuple[list[Rule], set[str]]:
+    groups = num_groups(config)
+    brightmart = token_projection(config)
+    if names is not None:
+        in_file = "bert/embeddings/word_embeddings_2" in names
+        if in_file != brightmart:
+            layout = "brightmart/albert_zh's (bert/embeddings/word_embeddings_2)" if in_file else "Google's"
+            raise ConfigError(
+                f"{config.source}: the checkpoint holds {layout} ALBERT layout but the config describes the other; "
+                + ("albert_zh configs carry no Google group fields: remove inner_group_num / net_structure_type "
+                   "/ down_scale_factor / gap_size / num_memory_blocks" if in_file else
+                   'Google configs carry the group fields: add "inner_group_num": 1'))
+    o = "blocks.block." if shared else "blocks.{i}."
+    E = "bert/embeddings/"
+    rules = [
+        Rule("embeddings.segment.weight", f"{E}token_type_embeddings"),
+        Rule("embeddings.position.weight", f"{E}position_embeddings"),
+        Rule("embeddings.norm.weight", f"{E}LayerNorm/gamma"),
+        Rule("embeddings.norm.bias", f"{E}LayerNorm/beta"),
+    ]
+    if brightmart:
+        rules += [Rule("embeddings.token.table.weight", f"{E}word_embeddings", vocab_rows=True),
+                  Rule("embeddings.token.project.weight", f"{E}word_embeddings_2", transpose=True)]
+        scope = "bert/encoder/layer_shared/" if groups == 1 else "bert/encoder/layer_{i}/"
+        rules += _tf_block_rules(o, scope, _BERT_BLOCK)
+    else:
+        rules += [Rule("embeddings.token.weight", f"{E}word_embeddings", vocab_rows=True),
+                  Rule("embeddings.project.weight", "bert/encoder/embedding_hidden_mapping_in/kernel", transpose=True),
+                  Rule("embeddings.project.bias", "bert/encoder/embedding_hidden_mapping_in/bias")]
+        g = "0" if groups == 1 else "{i}"  # one group read into every layer, or group i into layer i
+        rules += _tf_block_rules(o, f"bert/encoder/transformer/group_{g}/inner_group_0/", _GOOGLE_BLOCK)
+    rules += [
+        Rule("pooler.dense.weight", "bert/pooler/dense/kernel", transpose=True),
+        Rule("pooler.dense.bias", "bert/pooler/dense/bias"),
+        Rule("mlm.dense.weight", "cls/predictions/transform/dense/kernel", transpose=True),
+        Rule("mlm.dense.bias", "cls/predictions/transform/dense/bias"),
+        Rule("mlm.norm.weight", "cls/predictions/transform/LayerNorm/gamma"),
+        Rule("mlm.norm.bias", "cls/predictions/transform/LayerNorm/beta"),
+        Rule("mlm.bias", "cls/predictions/output_bias", vocab_rows=True),
+        Rule("nsp.dense.weight", "cls/seq_relationship/output_weights"),  # sentence order, stored [2, H]
+        Rule("nsp.dense.bias", "cls/seq_relationship/output_bias"),
+    ]
+    return [e for r in rules for e in r.expand(config.num_layers, {})], set()
+
+
+def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our `albert` names <- Google ALBERT / brightmart albert_zh TensorFlow variable names."""
+    return _tf_rules(config, names, shared=num_groups(config) == 1)
+
+
+def unshared_tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our `albert_unshared` names <- the same checkpoints: the one shared layer is read into every layer."""
+    return _tf_rules(config, names, shared=False)
+
+
+# Fields only Google's albert_config.json carries; albert_zh's configs are BERT's plus embedding_size.
+_GOOGLE_FIELDS = ("inner_group_num", "net_structure_type", "down_scale_factor", "gap_size", "num_memory_blocks")
+
+
+def _config_from_tf(family: str):
+    def convert(d: dict[str, Any], source: str) -> ModelConfig:
+        # Both google-research/albert and albert_zh (a copy of BERT's modeling.py) compute "gelu" with the
+        # tanh approximation (transformers' AlbertConfig defaults to "gelu_new" for that reason).
+        d = {**d, "hidden_act": {"gelu": "gelu_tanh"}.get(d.get("hidden_act", "gelu"), d.get("hidden_act"))}
+        c = _config_from_hf(family)(d, source)
+        if not any(k in d for k in _GOOGLE_FIELDS):
+            c = c.replace(extra={**c.extra, "token_projection": True})
+        return c
+    return convert
+
+
+def config_to_tf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> albert_config.json: Google's fields, or albert_zh's for its layout."""
+    d = {
+        "attention_probs_dropout_prob": c.attention_dropout,
+        "hidden_act": {"gelu_tanh": "gelu", "gelu_new": "gelu"}.get(c.hidden_act, c.hidden_act),
+        "hidden_dropout_prob": c.dropout,
+        "embedding_size": c.embedding_size or c.hidden_size,
+        "hidden_size": c.hidden_size,
+        "initializer_range": c.initializer_range,
+        "intermediate_size": c.intermediate_size,
+        "max_position_embeddings": c.max_position,
+        "num_attention_heads": c.num_heads,
+        "num_hidden_layers": c.num_layers,
+        "type_vocab_size": c.type_vocab_size,
+        "vocab_size": c.vocab_size,
+    }
+    if c.layer_norm_eps != 1e-12:  # neither release's code reads it (TF's layer_norm uses 1e-12); we do
+        d["layer_norm_eps"] = c.layer_norm_eps
+    if token_projection(c):
+        if num_groups(c) != 1:
+            d["num_hidden_groups"] = num_groups(c)  # albert_zh's code has no such field; our reader does
+        return d
+    return d | {"num_hidden_groups": num_groups(c), "net_structure_type": 0, "gap_size": 0, "num_memory_blocks": 0,
+                "inner_group_num": 1, "down_scale_factor": 1}
+
+
 def _config_from_hf(family: str):
     def convert(d: dict[str, Any], source: str) -> ModelConfig:
         c = config_from_bert_dict(d, family, source)
@@ -167,7 +336,7 @@ def config_to_hf(c: ModelConfig) -> dict[str, Any]:
         "inner_group_num": 1,
         "num_attention_heads": c.num_heads,
         "intermediate_size": c.intermediate_size,
-        "hidden_act": c.hidden_act,
+        "hidden_act": {"gelu_tanh": "gelu_new"}.get(c.hidden_act, c.hidden_act),  # transformers' spelling
         "hidden_dropout_prob": c.dropout,
         "attention_probs_dropout_prob": c.attention_dropout,
         "max_position_embeddings": c.max_position,
@@ -196,10 +365,14 @@ FAMILIES = {
         name="albert", build=build_albert, config_from_hf=_config_from_hf("albert"), config_to_hf=config_to_hf,
         hf_model_types=("albert",), hf_rules=hf_rules, hf_prefixes=("albert.", ""),
         hf_architecture=hf_architecture, tiny=tiny_config,
+        tf_rules=tf_rules, config_from_tf=_config_from_tf("albert"), config_to_tf=config_to_tf,
+        tf_config_file="albert_config.json", tf_checkpoint_name="model.ckpt-best",
     ),
     "albert_unshared": Family(
         name="albert_unshared", build=build_albert_unshared, config_from_hf=_config_from_hf("albert_unshared"),
         config_to_hf=config_to_hf, hf_model_types=(), hf_rules=unshared_hf_rules, hf_prefixes=("albert.", ""),
         hf_architecture=hf_architecture, tiny=lambda: tiny_config("albert_unshared"),
+        tf_rules=unshared_tf_rules, config_from_tf=_config_from_tf("albert_unshared"), config_to_tf=config_to_tf,
+        tf_config_file="albert_config.json", tf_checkpoint_name="model.ckpt-best",
     ),
 }

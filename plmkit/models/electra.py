@@ -11,6 +11,7 @@ slot (`model.mlm`), whose output is `out.logits`.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,9 +68,6 @@ def build_electra(config: ModelConfig, *, with_mlm: bool = False, with_pool: boo
 
 
 # ---- Hugging Face names (data) ---------------------------------------------------------------
-# tf_rules: Google's ELECTRA TensorFlow checkpoints (electra/embeddings/..., discriminator_predictions/...,
-# generator_predictions/..., with the generator's encoder under generator/) will be mapped here when
-# the TensorFlow reader lands (issue 3).
 
 def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' ElectraModel / ElectraForPreTraining / ElectraForMaskedLM names."""
@@ -91,6 +89,97 @@ def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
     ]
     tied = {"generator_lm_head.weight", f"{p}embeddings.position_ids", f"{p}embeddings.token_type_ids"}
     return rules, tied
+
+
+# ---- original TensorFlow names (google-research/electra; also ymcui/Chinese-ELECTRA) --------------
+# One checkpoint holds both models: the embedding tables electra/embeddings/* are shared; the
+# discriminator's encoder is electra/encoder/, its head discriminator_predictions/dense and dense_1;
+# the generator's encoder is generator/encoder/ with its own generator/embeddings_project, its head
+# generator_predictions/{dense, LayerNorm, output_bias}. Which model a load builds is the config's
+# (discriminator_config.json / generator_config.json); the other one's tensors are left out (ignored).
+
+def _tf_layer_rules(scope: str) -> list[Rule]:
+    L = f"{scope}/encoder/layer_{{i}}/"
+    qkv = [f"{L}attention/self/{n}" for n in ("query", "key", "value")]
+    rules = [Rule("blocks.{i}.attn.qkv.weight", [f"{q}/kernel" for q in qkv], transpose=True),
+             Rule("blocks.{i}.attn.qkv.bias", [f"{q}/bias" for q in qkv])]
+    for ours, theirs in (("attn.out", "attention/output/dense"), ("ffn.up", "intermediate/dense"),
+                         ("ffn.down", "output/dense")):
+        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/kernel", transpose=True),
+                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/bias")]
+    for ours, theirs in (("attn_norm", "attention/output/LayerNorm"), ("ffn_norm", "output/LayerNorm")):
+        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/gamma"),
+                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/beta")]
+    return rules
+
+
+_PARTS = {"discriminator": ("electra/encoder/", "electra/embeddings_project/", "discriminator_predictions/"),
+          "generator": ("generator/", "generator_predictions/")}
+
+
+def _tf_part(config: ModelConfig, names) -> str:
+    """Which model of the checkpoint to read: the config's, unless the file holds only the other."""
+    part = config.extra.get("electra_part", "discriminator")
+    if names is not None:
+        scope = "electra" if part == "discriminator" else "generator"
+        other = "generator" if part == "discriminator" else "electra"
+        if f"{scope}/encoder/layer_0/attention/self/query/kernel" not in names \
+                and f"{other}/encoder/layer_0/attention/self/query/kernel" in names:
+            part = "generator" if part == "discriminator" else "discriminator"
+    return part
+
+
+def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our names <- ELECTRA TensorFlow variable names, for the discriminator or the generator."""
+    part = _tf_part(config, names)
+    scope = "electra" if part == "discriminator" else "generator"
+    E = "electra/embeddings/"  # shared by both models
+    rules = [
+        Rule("embeddings.token.weight", f"{E}word_embeddings", vocab_rows=True),
+        Rule("embeddings.segment.weight", f"{E}token_type_embeddings"),
+        Rule("embeddings.position.weight", f"{E}position_embeddings"),
+        Rule("embeddings.norm.weight", f"{E}LayerNorm/gamma"),
+        Rule("embeddings.norm.bias", f"{E}LayerNorm/beta"),
+        Rule("embeddings.project.weight", f"{scope}/embeddings_project/kernel", transpose=True),
+        Rule("embeddings.project.bias", f"{scope}/embeddings_project/bias"),
+        *_tf_layer_rules(scope),
+    ]
+    if part == "discriminator":
+        rules += [Rule("mlm.transform.weight", "discriminator_predictions/dense/kernel", transpose=True),
+                  Rule("mlm.transform.bias", "discriminator_predictions/dense/bias"),
+                  Rule("mlm.score.weight", "discriminator_predictions/dense_1/kernel", transpose=True),
+                  Rule("mlm.score.bias", "discriminator_predictions/dense_1/bias")]
+    else:
+        rules += [Rule("mlm.dense.weight", "generator_predictions/dense/kernel", transpose=True),
+                  Rule("mlm.dense.bias", "generator_predictions/dense/bias"),
+                  Rule("mlm.norm.weight", "generator_predictions/LayerNorm/gamma"),
+                  Rule("mlm.norm.bias", "generator_predictions/LayerNorm/beta"),
+                  Rule("mlm.bias", "generator_predictions/output_bias", vocab_rows=True)]
+    other = _PARTS["generator" if part == "discriminator" else "discriminator"]
+    ignored = {n for n in names or () if n.startswith(other)}  # the other model's tensors
+    return [e for r in rules for e in r.expand(config.num_layers, {})], ignored
+
+
+def config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
+    """ELECTRA's discriminator/generator config (BERT keys + embedding_size) -> ModelConfig.
+
+    google-research/electra's modeling.py computes "gelu" exactly (with erf), unlike BERT's, so
+    the name is kept as it is. A config file whose name says "generator" reads the generator.
+    """
+    c = config_from_hf(d, source)
+    if "generator" in Path(source).name:
+        c = c.replace(extra={**c.extra, "electra_part": "generator"})
+    return c
+
+
+def config_to_tf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> ELECTRA's config file (BERT keys + embedding_size)."""
+    d = config_to_hf(c)
+    for key in ("model_type", "layer_norm_eps", "pad_token_id"):
+        d.pop(key)
+    if c.layer_norm_eps != 1e-12:  # ELECTRA's code has no such field (its LayerNorm uses 1e-12); ours reads it
+        d["layer_norm_eps"] = c.layer_norm_eps
+    return d
 
 
 def config_from_hf(d: dict[str, Any], source: str) -> ModelConfig:
@@ -142,5 +231,7 @@ FAMILIES = {
         name="electra", build=build_electra, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
         hf_model_types=("electra",), hf_rules=hf_rules, hf_prefixes=("electra.", ""),
         hf_architecture=hf_architecture, tiny=tiny_config,
+        tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
+        tf_config_file="discriminator_config.json", tf_checkpoint_name="model.ckpt",
     ),
 }

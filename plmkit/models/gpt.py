@@ -120,8 +120,6 @@ def build_gpt2(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool =
 
 # ---- Hugging Face names (data) ---------------------------------------------------------------
 # Conv1D stores (in, out): every weight matrix is transposed (biases are not).
-# tf_rules: OpenAI's GPT-2 TensorFlow checkpoints (model/wte, model/h{i}/attn/c_attn/w of shape
-# (1, in, out), ...) will be mapped here when the TensorFlow reader lands (issue 3).
 
 def _block_rules(p: str, norms: tuple[str, str]) -> list[Rule]:
     h = f"{p}h.{{i}}."
@@ -168,6 +166,75 @@ def gpt2_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str
         Rule("final_norm.bias", f"{p}ln_f.bias"),
     ]
     return [e for r in rules for e in r.expand(config.num_layers, {})], _ignored(config, p)
+
+
+# ---- original TensorFlow names: CDial-GPT as bojone/CDial-GPT-tf converted it for bert4keras --------
+# (convert.py there): BERT's layer names under gpt/transformer/layer_{i}/, c_attn split into
+# query/key/value, ln_1 as attention/output/LayerNorm, ln_2 as output/LayerNorm, no token-type
+# table (speakers are looked up in the token table). That release also swapped rows 0 and 1 of
+# the token table ([PAD] / [CLS]) to match its vocab.txt: the file is read as it is.
+# OpenAI's own GPT-2 TensorFlow checkpoints (model/h{i}/..., 3-D kernels) are not mapped.
+
+def gpt_tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our `gpt` names <- CDial-GPT's TensorFlow variable names (kernels stored [in, out])."""
+    L = "gpt/transformer/layer_{i}/"
+    qkv = [f"{L}attention/self/{n}" for n in ("query", "key", "value")]
+    rules = [
+        Rule("embeddings.token.weight", "gpt/embeddings/word_embeddings", vocab_rows=True),
+        Rule("embeddings.position.weight", "gpt/embeddings/position_embeddings"),
+        Rule("blocks.{i}.attn.qkv.weight", [f"{q}/kernel" for q in qkv], transpose=True),
+        Rule("blocks.{i}.attn.qkv.bias", [f"{q}/bias" for q in qkv]),
+    ]
+    for ours, theirs in (("attn.out", "attention/output/dense"), ("ffn.up", "intermediate/dense"),
+                         ("ffn.down", "output/dense")):
+        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/kernel", transpose=True),
+                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/bias")]
+    for ours, theirs in (("attn_norm", "attention/output/LayerNorm"), ("ffn_norm", "output/LayerNorm")):
+        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/gamma"),
+                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/beta")]
+    return [e for r in rules for e in r.expand(config.num_layers, {})], set()
+
+
+def gpt_config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
+    """gpt_config.json (BERT's keys, as bert4keras reads it; or transformers' OpenAIGPT keys) -> ModelConfig.
+
+    CDial-GPT was trained with transformers' OpenAI GPT, whose "gelu" is the tanh approximation and
+    whose LayerNorm epsilon is 1e-5; a BERT-style config names neither, so those are the defaults.
+    """
+    if "n_embd" in d:
+        return gpt_config_from_hf(d, source)
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings"):
+        _require(d, key, source)
+    act = d.get("hidden_act", "gelu")
+    if act not in _AFN and act not in _TANH_GELU:
+        raise ConfigError(f"{source}: field 'hidden_act' is {act!r}; expected one of {sorted(_AFN)} or 'gelu_tanh'")
+    dropout = d.get("hidden_dropout_prob", 0.1)
+    return ModelConfig(
+        family="gpt", source=source, vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
+        num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
+        intermediate_size=d.get("intermediate_size") or 4 * d["hidden_size"],
+        max_position=d["max_position_embeddings"], type_vocab_size=0, hidden_act=_AFN.get(act, "gelu_tanh"),
+        layer_norm_eps=d.get("layer_norm_eps", 1e-5), dropout=dropout,
+        attention_dropout=d.get("attention_probs_dropout_prob", 0.1),
+        initializer_range=d.get("initializer_range", 0.02), pad_token_id=d.get("pad_token_id", 0),
+        extra={"embedding_dropout": d.get("embedding_dropout_prob", dropout)})
+
+
+def gpt_config_to_tf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> gpt_config.json in BERT's keys (bert4keras' GPT reads them)."""
+    act = "gelu" if c.hidden_act in _TANH_GELU else c.hidden_act  # the tanh GELU, as gpt_config_from_tf reads it
+    if act not in _AFN:
+        raise ConfigError(f"{c.source}: hidden_act {c.hidden_act!r} has no spelling in CDial-GPT's config")
+    d = {
+        "vocab_size": c.vocab_size, "hidden_size": c.hidden_size, "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads, "intermediate_size": c.intermediate_size, "hidden_act": act,
+        "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
+        "max_position_embeddings": c.max_position, "initializer_range": c.initializer_range,
+        "layer_norm_eps": c.layer_norm_eps, "pad_token_id": c.pad_token_id,
+    }
+    if c.extra.get("embedding_dropout", c.dropout) != c.dropout:
+        d["embedding_dropout_prob"] = c.extra["embedding_dropout"]
+    return d
 
 
 # ---- configs -----------------------------------------------------------------------------------
@@ -268,6 +335,8 @@ FAMILIES = {
         name="gpt", build=build_gpt, config_from_hf=gpt_config_from_hf, config_to_hf=gpt_config_to_hf,
         hf_model_types=("openai-gpt",), hf_rules=gpt_hf_rules, hf_prefixes=("transformer.", ""),
         hf_architecture=_architecture("OpenAIGPT"), tiny=tiny_config,
+        tf_rules=gpt_tf_rules, config_from_tf=gpt_config_from_tf, config_to_tf=gpt_config_to_tf,
+        tf_config_file="gpt_config.json", tf_checkpoint_name="gpt_model.ckpt",
     ),
     "gpt2": Family(
         name="gpt2", build=build_gpt2, config_from_hf=gpt2_config_from_hf, config_to_hf=gpt2_config_to_hf,

@@ -83,13 +83,38 @@ def tiny_config() -> ModelConfig:
                        max_position=40, extra={"max_relative_position": 5})
 
 
-# TensorFlow checkpoints (NEZHA's released bert_model.ckpt): tf_rules go here, beside hf_rules, once the
-# TF reader lands; the variable names are Google BERT's (bert/encoder/layer_{i}/attention/self/query/kernel ...).
+# ---- original TensorFlow names (huawei-noah NEZHA-TensorFlow: Google BERT's, without a position table) ----
+
+def tf_rules(config: ModelConfig, names=None):
+    """Our names <- NEZHA's TensorFlow variable names (google-research/bert's minus position_embeddings)."""
+    rules, ignored = bert.tf_rules(config, names)
+    return [r for r in rules if r.ours != "embeddings.position.weight"], ignored
+
+
+def config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
+    """NEZHA's bert_config.json -> ModelConfig.
+
+    NEZHA-TensorFlow's modeling.py is BERT's: "gelu" is the tanh approximation there (transformers'
+    NezhaConfig reads the same word as exact GELU, a small difference in its converted checkpoints).
+    """
+    if d.get("hidden_act", "gelu") == "gelu":
+        d = {**d, "hidden_act": "gelu_tanh"}
+    return config_from_hf(d, source)
+
+
+def config_to_tf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> NEZHA's bert_config.json (relative positions switched on)."""
+    d = bert.config_to_tf(c)
+    d.update(max_relative_position=max_relative_position(c), use_relative_position=True)
+    return d
+
 
 FAMILIES = {
     "nezha": Family(
         name="nezha", build=build_nezha, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
         hf_model_types=("nezha",), hf_rules=hf_rules, hf_prefixes=("nezha.", "bert.", ""),
         hf_architecture=bert._hf_architecture("Nezha"), tiny=tiny_config,
+        tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
+        tf_config_file="bert_config.json", tf_checkpoint_name="model.ckpt",
     ),
 }

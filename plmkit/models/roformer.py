@@ -169,10 +169,58 @@ def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
     return rules, tied
 
 
-# TensorFlow checkpoints (ZhuiyiTechnology's bert_model.ckpt for RoFormer / RoFormer-v2): tf_rules go here,
-# beside hf_rules, once the TF reader lands. Their variable names are Google BERT's without position
-# embeddings (bert/encoder/layer_{i}/attention/self/query/kernel, ...); v2 has no beta/gamma/bias variables,
-# "bert/embeddings/embedding_mapping"-style names for the projections need checking against a real file.
+# ---- original TensorFlow names (ZhuiyiTechnology's bert_model.ckpt, written by bert4keras) --------------
+# bert4keras saves RoFormer with BERT's variable_mapping: Google BERT's names without a position table,
+# the embedding projection (when embedding_size != hidden_size) as bert/encoder/embedding_hidden_mapping_in.
+# RoFormer-v2 keeps the same names and drops every beta / gamma / bias (bert4keras' RoFormerV2 mapping);
+# v2's MLM projection (embedding_size != hidden_size only; no release has one) has no name in bert4keras:
+# we write it as cls/predictions/transform/dense/kernel, as our HF map does.
+
+_PROJECT = "bert/encoder/embedding_hidden_mapping_in/"
+
+
+def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our RoFormer names <- ZhuiyiTechnology/roformer TensorFlow variable names."""
+    rules, ignored = bert.tf_rules(config, names)
+    rules = [r for r in rules if r.ours != "embeddings.position.weight"]
+    rules += [Rule("embeddings.project.weight", f"{_PROJECT}kernel", transpose=True),
+              Rule("embeddings.project.bias", f"{_PROJECT}bias")]
+    return rules, ignored
+
+
+def tf_rules_v2(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our RoFormer-v2 names <- ZhuiyiTechnology/roformer-v2 TensorFlow variable names (kernels only)."""
+    rules, ignored = bert.tf_rules(config, names)
+    keep = [r for r in rules if r.ours.endswith(".weight") and r.theirs[0].endswith(("kernel", "_embeddings"))
+            and not r.ours.startswith(("embeddings.position", "pooler.", "mlm.", "classifier."))]
+    keep += [Rule("embeddings.project.weight", f"{_PROJECT}kernel", transpose=True),
+             Rule("mlm.dense.weight", "cls/predictions/transform/dense/kernel", transpose=True)]
+    return keep, ignored
+
+
+# bert4keras computes "gelu" exactly (its backend maps "gelu" to gelu_erf), so ZhuiyiTechnology's
+# configs mean exact GELU; it also knows "gelu_tanh", which is how we write the approximation.
+_TF_ACT = {"gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+
+
+def _bert4keras_config(c: ModelConfig, family: str) -> dict[str, Any]:
+    d = bert._config_to_hf(family, [])(c)
+    for key in ("model_type", "architectures", "pad_token_id"):
+        d.pop(key, None)
+    d["hidden_act"] = _TF_ACT.get(c.hidden_act, c.hidden_act)
+    if c.embedding_size:
+        d["embedding_size"] = c.embedding_size
+    return d
+
+
+def config_to_tf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> RoFormer's bert_config.json."""
+    return _bert4keras_config(c, "roformer")
+
+
+def config_to_tf_v2(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> RoFormer-v2's bert_config.json."""
+    return _bert4keras_config(c, "roformer_v2")
 
 
 def _architecture(base: str):
@@ -198,10 +246,14 @@ FAMILIES = {
         name="roformer", build=build_roformer, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
         hf_model_types=("roformer",), hf_rules=hf_rules, hf_prefixes=("roformer.", ""),
         hf_architecture=_architecture("RoFormer"), tiny=tiny_config,
+        tf_rules=tf_rules, config_from_tf=config_from_hf, config_to_tf=config_to_tf,
+        tf_config_file="bert_config.json", tf_checkpoint_name="bert_model.ckpt",
     ),
     "roformer_v2": Family(
         name="roformer_v2", build=build_roformer_v2, config_from_hf=config_from_hf_v2, config_to_hf=config_to_hf_v2,
         hf_model_types=("roformer_v2",), hf_rules=hf_rules, hf_prefixes=("roformer.", ""),
         hf_architecture=_architecture("RoFormerV2"), tiny=tiny_config_v2,
+        tf_rules=tf_rules_v2, config_from_tf=config_from_hf_v2, config_to_tf=config_to_tf_v2,
+        tf_config_file="bert_config.json", tf_checkpoint_name="bert_model.ckpt",
     ),
 }

@@ -167,6 +167,8 @@ def _parse_ffn(proj: Any, source: str) -> tuple[bool, str]:
     gated, act = len(parts) == 2, parts[-1]
     if proj == "gated-gelu":
         act = "gelu_new"  # HF's "gated-gelu" is the tanh approximation, as mesh TensorFlow's gelu
+    elif act == "gelu_python":
+        act = "gelu"  # transformers' exact GELU under the one name "gated-..." leaves exact
     if act not in ("relu", "gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "silu", "swish", "tanh"):
         raise ConfigError(f"{source}: field 'feed_forward_proj' is {proj!r}: activation {act!r} is not supported")
     return gated, act
@@ -240,10 +242,10 @@ def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     o = t5_options(c)
     model_type = PRESETS[c.family]["model_type"]
     if o["gated_ffn"]:
-        if c.hidden_act == "gelu":
-            raise ConfigError(f"{c.source}: a gated FFN with exact gelu has no HF feed_forward_proj "
-                              "('gated-gelu' means the tanh approximation)")
-        proj = "gated-gelu" if c.hidden_act in _TANH_GELUS else f"gated-{c.hidden_act}"
+        if c.hidden_act == "gelu":  # "gated-gelu" means the tanh approximation to transformers
+            proj = "gated-gelu_python"
+        else:
+            proj = "gated-gelu" if c.hidden_act in _TANH_GELUS else f"gated-{c.hidden_act}"
     else:
         proj = "gelu_new" if c.hidden_act in _TANH_GELUS else c.hidden_act
     if model_type == "mt5" and o["tie_word_embeddings"]:
@@ -340,9 +342,151 @@ def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str
     return rules, tied
 
 
-# tf_rules: mesh TensorFlow checkpoint names (shared/embedding, encoder/block_000/layer_000/SelfAttention/q,
-# encoder/block_000/layer_001/DenseReluDense/wi_0/kernel, decoder/logits/kernel, ...; kernels stored
-# transposed) go here when the TensorFlow reader lands (issue 3).
+# ---- original TensorFlow names (mesh TensorFlow: Google's T5 / mT5 releases, T5 PEGASUS) ---------------
+# Kernels are stored [in, out] (transposed); q/k/v/o carry no /kernel suffix; the relative bias is
+# stored (heads, buckets), in block 0 of each stack only. Norm scales are layer_norm/scale and
+# {encoder,decoder}/final_layer_norm/scale in T5.1.0 and T5.1.1, rms_norm/scale and
+# {encoder,decoder}/rms_norm/scale in mT5 and T5 PEGASUS (bert4keras' T5 variable_mapping; the
+# names in the file decide on load). Adafactor slots (<var>_slot_vr/_slot_vc/_slot_v) are training state.
+
+_TF_DEFAULT_NORMS = {"t5.1.0": "layer_norm", "t5.1.1": "layer_norm", "mt5.1.1": "rms_norm"}
+
+
+def _tf_norm_names(config: ModelConfig, names) -> tuple[str, str]:
+    """(per-layer norm scope, final norm scope) as this checkpoint (or the family's releases) name them."""
+    style = _TF_DEFAULT_NORMS[config.family]
+    if names is not None:
+        if "encoder/block_000/layer_000/rms_norm/scale" in names:
+            style = "rms_norm"
+        elif "encoder/block_000/layer_000/layer_norm/scale" in names:
+            style = "layer_norm"
+    return style, "rms_norm" if style == "rms_norm" else "final_layer_norm"
+
+
+def _tf_ffn(ours: str, theirs: str, gated: bool) -> list[Rule]:
+    if gated:  # wi_0 goes through the activation (our gate half), wi_1 is linear
+        return [Rule(f"{ours}.gate_up.weight", [f"{theirs}/wi_0/kernel", f"{theirs}/wi_1/kernel"], transpose=True),
+                Rule(f"{ours}.down.weight", f"{theirs}/wo/kernel", transpose=True)]
+    return [Rule(f"{ours}.up.weight", f"{theirs}/wi/kernel", transpose=True),
+            Rule(f"{ours}.down.weight", f"{theirs}/wo/kernel", transpose=True)]
+
+
+def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+    """Our names <- mesh TensorFlow T5 / mT5 variable names."""
+    o = t5_options(config)
+    ln, final = _tf_norm_names(config, names)
+    E, D = "encoder/block_{i:03d}/", "decoder/block_{i:03d}/"
+    encoder = [
+        Rule("encoder.blocks.{i}.attn.qkv.weight", [f"{E}layer_000/SelfAttention/{n}" for n in "qkv"], transpose=True),
+        Rule("encoder.blocks.{i}.attn.out.weight", f"{E}layer_000/SelfAttention/o", transpose=True),
+        Rule("encoder.blocks.{i}.attn_norm.weight", f"{E}layer_000/{ln}/scale"),
+        *_tf_ffn("encoder.blocks.{i}.ffn", f"{E}layer_001/DenseReluDense", o["gated_ffn"]),
+        Rule("encoder.blocks.{i}.ffn_norm.weight", f"{E}layer_001/{ln}/scale"),
+    ]
+    decoder = [
+        Rule("decoder.blocks.{i}.attn.qkv.weight", [f"{D}layer_000/SelfAttention/{n}" for n in "qkv"], transpose=True),
+        Rule("decoder.blocks.{i}.attn.out.weight", f"{D}layer_000/SelfAttention/o", transpose=True),
+        Rule("decoder.blocks.{i}.attn_norm.weight", f"{D}layer_000/{ln}/scale"),
+        Rule("decoder.blocks.{i}.cross.q.weight", f"{D}layer_001/EncDecAttention/q", transpose=True),
+        Rule("decoder.blocks.{i}.cross.kv.weight", [f"{D}layer_001/EncDecAttention/{n}" for n in "kv"], transpose=True),
+        Rule("decoder.blocks.{i}.cross.out.weight", f"{D}layer_001/EncDecAttention/o", transpose=True),
+        Rule("decoder.blocks.{i}.cross_norm.weight", f"{D}layer_001/{ln}/scale"),
+        *_tf_ffn("decoder.blocks.{i}.ffn", f"{D}layer_002/DenseReluDense", o["gated_ffn"]),
+        Rule("decoder.blocks.{i}.ffn_norm.weight", f"{D}layer_002/{ln}/scale"),
+    ]
+    bias = "block_000/layer_000/SelfAttention/relative_attention_bias"
+    top = [
+        Rule("embeddings.token.weight", "shared/embedding", vocab_rows=True),
+        Rule("encoder.relative_bias.weight", f"encoder/{bias}", transpose=True),  # stored (heads, buckets)
+        Rule("decoder.relative_bias.weight", f"decoder/{bias}", transpose=True),
+        Rule("encoder.norm.weight", f"encoder/{final}/scale"),
+        Rule("decoder.norm.weight", f"decoder/{final}/scale"),
+    ]
+    if not o["tie_word_embeddings"]:
+        top.append(Rule("lm_head.weight", "decoder/logits/kernel", transpose=True, vocab_rows=True))
+    rules = ([e for r in encoder for e in r.expand(config.num_layers, {})]
+             + [e for r in decoder for e in r.expand(o["num_decoder_layers"], {})] + top)
+    # a cross-attention bias transformers also ignores in T5 files: tolerated if a checkpoint has it, never read
+    return rules, {"decoder/block_000/layer_001/EncDecAttention/relative_attention_bias"}
+
+
+# bert4keras' T5 configs (ZhuiyiTechnology's t5-pegasus, bojone's mT5 templates): hidden_act is one
+# activation or [activation, "linear"] for the gated FFN. bert4keras computes "gelu" exactly (its
+# backend maps "gelu" to gelu_erf), and T5 PEGASUS was trained with it, so a bert4keras config's
+# "gelu" stays exact GELU; mesh TensorFlow's own gelu (Google's mT5 / T5.1.1) is the tanh
+# approximation: spell it "gelu_tanh", or give the config in transformers' keys ("gated-gelu").
+_B4K_ACT = {"gelu": "gelu", "gelu_erf": "gelu", "gelu_tanh": "gelu_tanh", "relu": "relu", "swish": "silu",
+            "silu": "silu"}
+
+
+def config_from_tf(d: dict[str, Any], source: str, family: str) -> ModelConfig:
+    """A T5 config beside a TensorFlow checkpoint -> ModelConfig: transformers' keys or bert4keras'."""
+    if "d_model" in d:
+        return config_from_hf(d, source, family)
+    preset = PRESETS[family]
+    for key in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size"):
+        if key not in d:
+            raise ConfigError(f"{source}: required field {key!r} is missing (found fields: {sorted(d)})")
+    act = d.get("hidden_act", "relu" if preset["feed_forward_proj"] == "relu" else "gelu")
+    gated = preset["feed_forward_proj"].startswith("gated-")
+    if isinstance(act, list):
+        if len(act) != 2 or act[1] != "linear" or not gated:
+            raise ConfigError(f"{source}: field 'hidden_act' is {act!r}; model={family!r} expects "
+                              + ("[ACT, 'linear'] (a gated FFN)" if gated else "one activation (a plain FFN)"))
+        act = act[0]
+    if act not in _B4K_ACT:
+        raise ConfigError(f"{source}: field 'hidden_act' is {act!r}; expected one of {sorted(_B4K_ACT)}")
+    dropout = float(d.get("hidden_dropout_prob", d.get("dropout_rate", 0.1)))
+    extra = {
+        "gated_ffn": gated,
+        "tie_word_embeddings": bool(d.get("tie_word_embeddings", preset["tie_word_embeddings"])),
+        "num_decoder_layers": d.get("num_decoder_layers") or d["num_hidden_layers"],
+        "relative_attention_num_buckets": d.get("relative_attention_num_buckets", 32),  # bert4keras fixes 32
+        "relative_attention_max_distance": d.get("relative_attention_max_distance", 128),
+        "decoder_start_token_id": d.get("decoder_start_token_id", 0),
+        "eos_token_id": d.get("eos_token_id", 1),
+        "initializer_factor": float(d.get("initializer_factor", 1.0)),
+    }
+    return ModelConfig(family=family, vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
+                       num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
+                       head_size=d.get("attention_head_size"), intermediate_size=d["intermediate_size"],
+                       type_vocab_size=0, max_position=d.get("max_position_embeddings") or 512,
+                       hidden_act=_B4K_ACT[act], layer_norm_eps=d.get("layer_norm_epsilon", 1e-6), dropout=dropout,
+                       attention_dropout=dropout, pad_token_id=d.get("pad_token_id", 0), extra=extra, source=source)
+
+
+def config_to_tf(c: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> config.json in bert4keras' T5 keys (what T5 PEGASUS ships; read back identically)."""
+    o = t5_options(c)
+    act = "gelu_tanh" if c.hidden_act in _TANH_GELUS else c.hidden_act
+    if c.dropout != c.attention_dropout:
+        raise ConfigError(f"{c.source}: T5 configs have one dropout rate; dropout {c.dropout} and "
+                          f"attention_dropout {c.attention_dropout} differ")
+    d = {
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_attention_heads": c.num_heads,
+        "attention_head_size": c.head_size,
+        "num_hidden_layers": c.num_layers,
+        "vocab_size": c.vocab_size,
+        "hidden_act": [act, "linear"] if o["gated_ffn"] else act,
+        "hidden_dropout_prob": c.dropout,
+        "relative_attention_num_buckets": o["relative_attention_num_buckets"],
+        "relative_attention_max_distance": o["relative_attention_max_distance"],
+        "layer_norm_epsilon": c.layer_norm_eps,
+        "pad_token_id": c.pad_token_id,
+        "eos_token_id": o["eos_token_id"],
+        "decoder_start_token_id": o["decoder_start_token_id"],
+        "initializer_factor": o["initializer_factor"],
+    }
+    if o["num_decoder_layers"] != c.num_layers:
+        d["num_decoder_layers"] = o["num_decoder_layers"]
+    if o["tie_word_embeddings"] != PRESETS[c.family]["tie_word_embeddings"]:
+        d["tie_word_embeddings"] = o["tie_word_embeddings"]
+    if c.max_position != 512:
+        d["max_position_embeddings"] = c.max_position
+    return d
+
 
 
 def tiny_config(family: str = "t5.1.0") -> ModelConfig:
@@ -364,6 +508,8 @@ def _family(name: str, hf_model_types: tuple[str, ...], detect: bool = False) ->
         config_from_hf=lambda d, src: config_from_hf(d, src, name),
         config_to_hf=config_to_hf, hf_model_types=hf_model_types, hf_rules=hf_rules, hf_prefixes=("",),
         hf_architecture=hf_architecture, tiny=lambda: tiny_config(name),
+        tf_rules=tf_rules, config_from_tf=lambda d, src: config_from_tf(d, src, name), config_to_tf=config_to_tf,
+        tf_config_file="config.json", tf_checkpoint_name="model.ckpt",
         extras={"family_from_hf": family_from_hf_config},
     )
 
