@@ -1,0 +1,206 @@
+"""Convert a checkpoint between the original TensorFlow format and Hugging Face's, keeping every head.
+
+    src (TF prefix / directory, or HF directory) ─► family + config ─► heads whose tensors are in the file
+        ─► strict load (name map, training state skipped) ─► save_pretrained(format=to) + tokenizer files
+
+`plmkit convert SRC DST --to hf|tf` calls `convert`. What the source holds decides what is
+built: a pooler, MLM, NSP / sentence-order, replaced-token or classification head is written
+to the destination exactly when its tensors are in the source; what is left out (optimizer
+slots, step counters, the other half of an ELECTRA checkpoint) is listed in the report.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..config import read_json
+from ..models import Family
+from .files import open_hf_weights
+from .namemap import LoadReport
+
+# a source at least this large (bytes on disk) shows a progress bar unless progress=False
+PROGRESS_MIN_BYTES = 64 * 2**20
+# boolean head options builders may accept; each is tried alone on the meta device
+HEAD_OPTIONS = ("with_pool", "with_nsp", "with_mlm", "with_rtd")
+TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.model",
+                   "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion read, built and wrote."""
+
+    source: str
+    destination: Path
+    family: str
+    to: str
+    heads: dict[str, Any]  # build options found in the source (with_mlm=True, num_labels=3, ...)
+    dtype: torch.dtype  # floating dtype written
+    load: LoadReport
+    copied: list[str] = field(default_factory=list)  # tokenizer files copied beside the weights
+
+    def summary(self) -> str:
+        """One paragraph: family, heads, dtype, then the load report."""
+        heads = ", ".join(f"{k}={v}" for k, v in self.heads.items()) or "no heads"
+        extra = f"; copied {', '.join(self.copied)}" if self.copied else ""
+        return (f"{self.family} ({heads}) -> {self.destination} [{self.to}, {str(self.dtype).replace('torch.', '')}]; "
+                f"{self.load.summary()}{extra}")
+
+
+@dataclass
+class _Source:
+    family: Family
+    config: Any
+    names: Any  # container of the file's tensor names
+    get: Callable[[str], torch.Tensor]  # one tensor, in its stored dtype
+    rules_for: Callable[[Any], tuple[list, set]]
+    description: str
+    directory: Path
+    size: int  # bytes of the weight files
+
+
+def _is_hf(directory: Path) -> bool:
+    return (directory / "config.json").exists() and any(
+        (directory / n).exists() for n in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                                          "pytorch_model.bin.index.json"))
+
+
+def _open(src: Path, model: str | None, config: str | Path | None) -> _Source:
+    from .. import pretrained
+
+    if not src.exists() and not Path(str(src) + ".index").exists():
+        raise FileNotFoundError(f"{src} does not exist (neither a directory, a file nor a TensorFlow prefix)")
+    directory = src if src.is_dir() else src.parent
+    if _is_hf(directory):
+        family, d = pretrained._hf_family(directory / "config.json", model)
+        cfg = family.config_from_hf(d, str(directory / "config.json"))
+        source = open_hf_weights(directory)
+        prefix = pretrained._best_prefix(family, cfg, source)
+        size = sum(p.stat().st_size for p in set(source.names.values()))
+        return _Source(family, cfg, source, source.get, lambda c: family.hf_rules(c, prefix), source.description,
+                       directory, size)
+    from .tensorflow import TFCheckpointReader, data_filename
+
+    reader = TFCheckpointReader(src)
+    directory = Path(reader.prefix).parent
+    config_path = pretrained._tf_config_path(directory, config)
+    d = read_json(config_path)
+    family = pretrained._tf_family(config_path, d, model)
+    if family.tf_rules is None:
+        raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map")
+    cfg = (family.config_from_tf or family.config_from_hf)(d, str(config_path))
+    names = dict.fromkeys(reader.keys())
+    shards = reader.header.num_shards
+    size = sum(os.path.getsize(data_filename(reader.prefix, i, shards)) for i in range(shards))
+    return _Source(family, cfg, names, reader.get_torch, lambda c: family.tf_rules(c, names), reader.prefix,
+                   directory, size)
+
+
+def _heads(source: _Source) -> dict[str, Any]:
+    """The build options whose heads have every tensor in the file (a head is built only whole)."""
+    family, cfg = source.family, source.config
+    rules = {r.ours: r for r in source.rules_for(cfg)[0]}
+
+    def present(ours: str) -> bool:
+        return ours in rules and all(t in source.names for t in rules[ours].theirs)
+
+    with torch.device("meta"):
+        base = family.build(cfg)
+    base_names, base_modules = set(base.state_dict()), len(list(base.modules()))
+    found: dict[str, Any] = {}
+    for option in HEAD_OPTIONS:
+        try:
+            with torch.device("meta"):
+                built = family.build(cfg, **{option: True})
+        except (TypeError, ValueError):  # the family has no such head
+            continue
+        added = set(built.state_dict()) - base_names
+        if added:
+            if all(present(n) for n in added):
+                found[option] = True
+        elif len(list(built.modules())) > base_modules:  # a head with no tensors of its own (tied): nothing to lose
+            found[option] = True
+    if "classifier.dense.weight" in rules and present("classifier.dense.weight") and not cfg.extra.get("labels"):
+        found["num_labels"] = int(source.get(rules["classifier.dense.weight"].theirs[0]).shape[0])
+    return found
+
+
+def _copy_tokenizer(src_dir: Path, dst: Path) -> list[str]:
+    copied = []
+    for name in TOKENIZER_FILES:
+        path = src_dir / name
+        if not path.is_file() or (dst / name).resolve() == path.resolve():
+            continue
+        fd, tmp = tempfile.mkstemp(dir=dst, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dst / name)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        copied.append(name)
+    return copied
+
+
+def convert(src: str | Path, dst: str | Path, to: str = "hf", model: str | None = None,
+            config: str | Path | None = None, progress: bool = True,
+            dtype: torch.dtype | None = None) -> ConversionReport:
+    """Read any checkpoint from_pretrained reads and write it as `to` ("hf" or "tf") under `dst`.
+
+    `model` names the family where the config cannot (TensorFlow checkpoints of RoFormer, T5,
+    ELECTRA, GPT); `config` names the config file beside a TensorFlow checkpoint. Every head
+    whose tensors the source holds is built and written; training state is skipped and listed
+    in the report. Floating tensors keep the source's storage precision (bfloat16 mT5 stays
+    bfloat16) unless `dtype` says otherwise. Tokenizer files beside the source are copied.
+    """
+    from ..pretrained import _assemble, save_pretrained
+
+    if to not in ("hf", "tf"):
+        raise ValueError(f"to must be 'hf' or 'tf', found {to!r}")
+    source = _open(Path(src), model, config)
+    heads = _heads(source)
+    cfg = source.config
+    if "num_labels" in heads:  # a TF run_classifier head: name its labels so the HF config can hold them
+        cfg = cfg.replace(extra={**cfg.extra, "labels": [f"LABEL_{i}" for i in range(heads["num_labels"])]})
+    options = {k: v for k, v in heads.items() if k != "num_labels"}
+
+    from ..training.logs import ProgressBar
+
+    with torch.device("meta"):
+        ours = set(source.family.build(cfg, **options).state_dict())
+    to_read = {t for r in source.rules_for(cfg)[0] if r.ours in ours for t in r.theirs if t in source.names}
+    bar = ProgressBar(total=len(to_read), desc=f"convert {Path(source.description).name}", stream=sys.stderr,
+                      enabled=progress and source.size >= PROGRESS_MIN_BYTES, every=max(1, len(to_read) // 20))
+    stored: set[torch.dtype] = set()
+
+    def get(name: str) -> torch.Tensor:
+        value = source.get(name)
+        if value.is_floating_point():
+            stored.add(value.dtype)
+        bar.update(1)
+        return value.float() if value.is_floating_point() else value
+
+    try:
+        built = _assemble(source.family, cfg, options, source.names, get, source.description, source.rules_for,
+                          None, False, False, None)
+    finally:
+        bar.close()
+    if dtype is None and len(stored) == 1 and next(iter(stored)) in (torch.bfloat16, torch.float16):
+        dtype = next(iter(stored))  # the precision the release was stored in
+    out = Path(dst)
+    save_pretrained(built, out, format=to, dtype=dtype)
+    copied = _copy_tokenizer(source.directory, out)
+    return ConversionReport(source=source.description, destination=out, family=source.family.name, to=to,
+                            heads=heads, dtype=dtype or torch.float32, load=built.load_report, copied=copied)
+
+
+__all__ = ["convert", "ConversionReport"]
