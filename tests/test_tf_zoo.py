@@ -473,6 +473,14 @@ def test_t5_v1_0_names_match_transformers(tmp_path):
     tf_round_trip(ours, tmp_path, model_values("t5_v1_0"), model="t5.1.0")
 
 
+def test_t5_1_1_reads_either_norm_naming(tmp_path):
+    """T5.1.1's releases name norms layer_norm / final_layer_norm, mT5's rms_norm: the file's names decide."""
+    ours = plmkit.from_pretrained(FIXTURES / "mt5", model="t5.1.1")  # rms_norm names, read as T5.1.1
+    renamed = {n.replace("rms_norm/scale", "layer_norm/scale").replace("encoder/layer_norm", "encoder/final_layer_norm")
+               .replace("decoder/layer_norm", "decoder/final_layer_norm") for n in model_values("mt5")}
+    tf_round_trip(ours, tmp_path, renamed, model="t5.1.1")
+
+
 def test_t5_config_refusals(tmp_path):
     from plmkit.config import ConfigError
     from plmkit.models.t5 import config_from_tf
