@@ -17,14 +17,19 @@ def _default_model() -> Path:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Family, sizes, parameter count and tensor coverage of a checkpoint."""
-    import plmkit
+    from plmkit.convert.convert import available_heads
+    from plmkit.pretrained import load_source, open_checkpoint
 
-    model = plmkit.from_pretrained(args.path, model=args.model, with_mlm=args.with_mlm, with_pool=args.with_pool,
-                                   allow_missing=True, allow_unexpected=True)
+    source = open_checkpoint(args.path, args.model, args.config)
+    heads = available_heads(source)  # build every head the file holds, so coverage speaks of all of it
+    options = {k: v for k, v in heads.items() if not (k == "num_labels" and source.config.extra.get("labels"))}
+    model = load_source(source, options, allow_missing=True, allow_unexpected=True)
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     print(f"path:        {args.path}")
+    print(f"format:      {source.format} ({source.description}, {source.size / 2**20:.1f} MiB)")
     print(f"family:      {c.family}")
+    print(f"heads:       {', '.join(sorted(heads)) or 'none'}")
     print(f"sizes:       vocab {c.vocab_size}, hidden {c.hidden_size}, layers {c.num_layers}, heads {c.num_heads}, "
           f"intermediate {c.intermediate_size}, max positions {c.max_position}")
     print(f"parameters:  {n_params:,}")
@@ -153,6 +158,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a checkpoint between Hugging Face and original TensorFlow formats."""
+    from plmkit.convert.convert import convert
+
+    report = convert(args.src, args.dst, to=args.to, model=args.model, config=args.config)
+    print(report.summary())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plmkit` command."""
     parser = argparse.ArgumentParser(prog="plmkit", description="Pretrained Transformer language models.")
@@ -161,9 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("info", help="family, sizes, parameter count and tensor coverage of a checkpoint")
     p.add_argument("path")
     p.add_argument("--model", help="family name when the config does not say (bert, roberta, ...)")
-    p.add_argument("--with-mlm", action="store_true", help="check the MLM head's tensors too")
-    p.add_argument("--with-pool", action="store_true", help="check the pooler's tensors too")
+    p.add_argument("--config", help="config file beside a TF checkpoint (e.g. discriminator_config.json)")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert a checkpoint: Hugging Face <-> original TensorFlow")
+    p.add_argument("src", help="HF directory, or TF checkpoint directory / prefix")
+    p.add_argument("dst", help="output directory")
+    p.add_argument("--to", required=True, choices=["hf", "tf"])
+    p.add_argument("--model", help="family name when the config does not say (roformer, electra, t5.1.1, ...)")
+    p.add_argument("--config", help="config file beside a TF checkpoint (e.g. discriminator_config.json)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("embed", help="sentence vectors and cosine similarities")
     p.add_argument("texts", nargs="*", help="sentences (a demo set when none are given)")

@@ -1,13 +1,15 @@
 """The edge: detect a checkpoint's format, build the model, load strictly; and the reverse."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .config import ConfigError, read_json
+from .config import ConfigError, ModelConfig, read_json
 from .convert.files import open_hf_weights, save_json, save_safetensors
 from .convert.namemap import CheckpointError, LoadReport, apply_map, invert_map, is_training_state
 from .models import Family, family_for_hf_type, get_family
@@ -36,6 +38,61 @@ def _best_prefix(family: Family, config, source) -> str:
     return max(family.hf_prefixes, key=hits)
 
 
+@dataclass
+class CheckpointSource:
+    """An opened checkpoint: its family, config, tensor names and a lazy reader, in either format."""
+
+    family: Family
+    config: ModelConfig
+    names: Any  # container of the file's tensor names (ordered, O(1) membership)
+    get: Callable[[str], torch.Tensor]  # one tensor, in its stored dtype
+    rules_for: Callable[[ModelConfig], tuple[list, set]]  # config -> (name rules, ignored names)
+    description: str  # the file or prefix, for messages
+    directory: Path
+    format: str  # "hf" or "tf"
+    size: int  # bytes of the weight files
+
+
+def _is_hf_dir(directory: Path) -> bool:
+    return (directory / "config.json").exists() and any(
+        (directory / n).exists() for n in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                                          "pytorch_model.bin.index.json"))
+
+
+def open_checkpoint(path: str | Path, model: str | None = None, config: str | Path | None = None) -> CheckpointSource:
+    """Detect the format of `path`, read its config, pick the family and open its tensors lazily."""
+    path = Path(path)
+    if not path.exists() and not Path(str(path) + ".index").exists():
+        raise FileNotFoundError(f"{path} does not exist (neither a directory, a file nor a TensorFlow prefix)")
+    directory = path if path.is_dir() else path.parent
+    if _is_hf_dir(directory):
+        family, d = _hf_family(directory / "config.json", model)
+        cfg = family.config_from_hf(d, str(directory / "config.json"))
+        weights = open_hf_weights(directory)
+        prefix = _best_prefix(family, cfg, weights)
+        size = sum(p.stat().st_size for p in set(weights.names.values()))
+        return CheckpointSource(family, cfg, weights, weights.get, lambda c: family.hf_rules(c, prefix),
+                                weights.description, directory, "hf", size)
+    if path.name.endswith(".index") or any(directory.glob("*.index")) or Path(str(path) + ".index").exists():
+        from .convert.tensorflow import TFCheckpointReader, data_filename
+
+        reader = TFCheckpointReader(path)
+        directory = Path(reader.prefix).parent
+        config_path = _tf_config_path(directory, config)
+        d = read_json(config_path)
+        family = _tf_family(config_path, d, model)
+        if family.tf_rules is None:
+            raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map yet")
+        cfg = (family.config_from_tf or family.config_from_hf)(d, str(config_path))
+        names = dict.fromkeys(reader.keys())
+        shards = reader.header.num_shards
+        size = sum(os.path.getsize(data_filename(reader.prefix, i, shards)) for i in range(shards))
+        return CheckpointSource(family, cfg, names, reader.get_torch, lambda c: family.tf_rules(c, names),
+                                reader.prefix, directory, "tf", size)
+    raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
+                            "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
+
+
 def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: bool = False, with_pool: bool = False,
                     with_nsp: bool = False, application: str | None = None, keep_tokens: list[int] | None = None,
                     allow_missing: bool = False, allow_unexpected: bool = False,
@@ -48,7 +105,8 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     release's config beside it (bert_config.json, albert_config.json, config.json; or name
     it with `config=`). TensorFlow checkpoints need `model=` unless the config file says the
     family (albert_config.json -> albert; bert_config.json -> bert, or nezha when it asks for
-    relative positions). Optimizer slots and step counters are skipped and reported.
+    relative positions; gpt_config.json -> gpt; *generator* / *discriminator* -> electra).
+    Optimizer slots and step counters are skipped and reported.
 
     Loading is strict: a missing, unexpected or mis-shaped tensor raises CheckpointError naming
     it, unless allow_missing / allow_unexpected is set (then it is listed in the report).
@@ -57,35 +115,12 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     for BERT-like encoders, causal for GPT). `num_labels=N` adds a new classification head,
     initialised as the builder does and listed in `load_report.missing`.
     """
-    path = Path(path)
-    if not path.exists() and not Path(str(path) + ".index").exists():
-        raise FileNotFoundError(f"{path} does not exist (neither a directory, a file nor a TensorFlow prefix)")
-    directory = path if path.is_dir() else path.parent
-    if (directory / "config.json").exists() and any(
-            (directory / n).exists() for n in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                                                "pytorch_model.bin.index.json")):
-        options = dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, **build_options)
-        if application is not None:
-            options["application"] = application
-        return _load_hf(directory, model, options,
-                        keep_tokens, allow_missing, allow_unexpected, dtype)
-    if path.name.endswith(".index") or any(directory.glob("*.index")) or Path(str(path) + ".index").exists():
-        options = dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, **build_options)
-        if application is not None:
-            options["application"] = application
-        return _load_tf(path, model, options, keep_tokens, allow_missing, allow_unexpected, dtype, config)
-    raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
-                            "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
-
-
-def _load_hf(directory: Path, model_name: str | None, options: dict[str, Any], keep_tokens: list[int] | None,
-             allow_missing: bool, allow_unexpected: bool, dtype: torch.dtype | None) -> nn.Module:
-    family, d = _hf_family(directory / "config.json", model_name)
-    config = family.config_from_hf(d, str(directory / "config.json"))
-    source = open_hf_weights(directory)
-    prefix = _best_prefix(family, config, source)
-    return _assemble(family, config, options, source, source.get, source.description,
-                     lambda c: family.hf_rules(c, prefix), keep_tokens, allow_missing, allow_unexpected, dtype)
+    source = open_checkpoint(path, model, config)
+    options = dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, **build_options)
+    if application is not None:
+        options["application"] = application
+    return load_source(source, options, keep_tokens=keep_tokens, allow_missing=allow_missing,
+                       allow_unexpected=allow_unexpected, dtype=dtype)
 
 
 _TF_CONFIGS = ("bert_config.json", "albert_config.json", "config.json")
@@ -113,35 +148,25 @@ def _tf_family(config_path: Path, d: dict[str, Any], model: str | None) -> Famil
         return get_family("albert")
     if config_path.name == "bert_config.json":
         return get_family("nezha" if d.get("use_relative_position") else "bert")
+    if config_path.name == "gpt_config.json":
+        return get_family("gpt")
+    if "generator" in config_path.name or "discriminator" in config_path.name:
+        return get_family("electra")
     raise ConfigError(f"{config_path}: cannot tell the model family of this TensorFlow checkpoint; pass model=...")
 
 
-def _load_tf(path: Path, model_name: str | None, options: dict[str, Any], keep_tokens: list[int] | None,
-             allow_missing: bool, allow_unexpected: bool, dtype: torch.dtype | None,
-             config_file: str | Path | None) -> nn.Module:
-    from .convert.tensorflow import TFCheckpointReader
+def load_source(source: CheckpointSource, options: dict[str, Any], *, keep_tokens: list[int] | None = None,
+                allow_missing: bool = False, allow_unexpected: bool = False, dtype: torch.dtype | None = None,
+                get: Callable[[str], torch.Tensor] | None = None, config: ModelConfig | None = None) -> nn.Module:
+    """Build on the meta device, map names strictly, load with assign: no second copy of the weights.
 
-    reader = TFCheckpointReader(path)
-    directory = Path(reader.prefix).parent
-    config_path = _tf_config_path(directory, config_file)
-    d = read_json(config_path)
-    family = _tf_family(config_path, d, model_name)
-    if family.tf_rules is None:
-        raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map yet")
-    config = (family.config_from_tf or family.config_from_hf)(d, str(config_path))
-    names = dict.fromkeys(reader.keys())  # ordered, O(1) membership
-
-    def get(name: str) -> torch.Tensor:
-        return reader.get_torch(name).float()
-
-    return _assemble(family, config, options, names, get, reader.prefix,
-                     lambda c: family.tf_rules(c, names), keep_tokens, allow_missing, allow_unexpected, dtype)
-
-
-def _assemble(family: Family, config, options: dict[str, Any], names, get, description: str, rules_for,
-              keep_tokens: list[int] | None, allow_missing: bool, allow_unexpected: bool,
-              dtype: torch.dtype | None) -> nn.Module:
-    """Build on the meta device, map names strictly, load with assign: no second copy of the weights."""
+    `get` replaces the source's tensor reader (e.g. to count tensors for a progress bar);
+    `config` replaces the source's config (e.g. with label names added).
+    """
+    family, names, description = source.family, source.names, source.description
+    config = config or source.config
+    get = get or source.get
+    rules_for = source.rules_for
     if keep_tokens is not None:
         bad = [t for t in keep_tokens if not 0 <= t < config.vocab_size]
         if bad:

@@ -105,3 +105,17 @@ def test_tf_config_missing_is_clear(tmp_path):
     (tmp_path / "bert" / "bert_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="no config file beside the TensorFlow checkpoint"):
         plmkit.from_pretrained(tmp_path / "bert")
+
+
+def test_cli_info_and_convert(tmp_path, capsys):
+    from plmkit.cli import main
+    assert main(["info", str(FIXTURES / "bert")]) == 0
+    out = capsys.readouterr().out
+    assert "heads:       with_mlm, with_nsp, with_pool" in out and "skipped state: 93" in out
+    assert main(["convert", str(FIXTURES / "bert"), str(tmp_path / "hf"), "--to", "hf"]) == 0
+    back = transformers.BertForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    ours = plmkit.from_pretrained(FIXTURES / "bert", with_mlm=True, with_nsp=True)
+    ids, types, mask = _ids(30)
+    with torch.no_grad():
+        assert (back(input_ids=ids, token_type_ids=types, attention_mask=mask).prediction_logits
+                - ours(ids, token_type_ids=types, attention_mask=mask).logits).abs().max() <= 1e-5

@@ -16,13 +16,11 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from ..config import read_json
-from ..models import Family
-from .files import open_hf_weights
+from ..pretrained import CheckpointSource, load_source, open_checkpoint
 from .namemap import LoadReport
 
 # a source at least this large (bytes on disk) shows a progress bar unless progress=False
@@ -54,56 +52,7 @@ class ConversionReport:
                 f"{self.load.summary()}{extra}")
 
 
-@dataclass
-class _Source:
-    family: Family
-    config: Any
-    names: Any  # container of the file's tensor names
-    get: Callable[[str], torch.Tensor]  # one tensor, in its stored dtype
-    rules_for: Callable[[Any], tuple[list, set]]
-    description: str
-    directory: Path
-    size: int  # bytes of the weight files
-
-
-def _is_hf(directory: Path) -> bool:
-    return (directory / "config.json").exists() and any(
-        (directory / n).exists() for n in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                                          "pytorch_model.bin.index.json"))
-
-
-def _open(src: Path, model: str | None, config: str | Path | None) -> _Source:
-    from .. import pretrained
-
-    if not src.exists() and not Path(str(src) + ".index").exists():
-        raise FileNotFoundError(f"{src} does not exist (neither a directory, a file nor a TensorFlow prefix)")
-    directory = src if src.is_dir() else src.parent
-    if _is_hf(directory):
-        family, d = pretrained._hf_family(directory / "config.json", model)
-        cfg = family.config_from_hf(d, str(directory / "config.json"))
-        source = open_hf_weights(directory)
-        prefix = pretrained._best_prefix(family, cfg, source)
-        size = sum(p.stat().st_size for p in set(source.names.values()))
-        return _Source(family, cfg, source, source.get, lambda c: family.hf_rules(c, prefix), source.description,
-                       directory, size)
-    from .tensorflow import TFCheckpointReader, data_filename
-
-    reader = TFCheckpointReader(src)
-    directory = Path(reader.prefix).parent
-    config_path = pretrained._tf_config_path(directory, config)
-    d = read_json(config_path)
-    family = pretrained._tf_family(config_path, d, model)
-    if family.tf_rules is None:
-        raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map")
-    cfg = (family.config_from_tf or family.config_from_hf)(d, str(config_path))
-    names = dict.fromkeys(reader.keys())
-    shards = reader.header.num_shards
-    size = sum(os.path.getsize(data_filename(reader.prefix, i, shards)) for i in range(shards))
-    return _Source(family, cfg, names, reader.get_torch, lambda c: family.tf_rules(c, names), reader.prefix,
-                   directory, size)
-
-
-def _heads(source: _Source) -> dict[str, Any]:
+def available_heads(source: CheckpointSource) -> dict[str, Any]:
     """The build options whose heads have every tensor in the file (a head is built only whole)."""
     family, cfg = source.family, source.config
     rules = {r.ours: r for r in source.rules_for(cfg)[0]}
@@ -162,12 +111,12 @@ def convert(src: str | Path, dst: str | Path, to: str = "hf", model: str | None 
     in the report. Floating tensors keep the source's storage precision (bfloat16 mT5 stays
     bfloat16) unless `dtype` says otherwise. Tokenizer files beside the source are copied.
     """
-    from ..pretrained import _assemble, save_pretrained
+    from ..pretrained import save_pretrained
 
     if to not in ("hf", "tf"):
         raise ValueError(f"to must be 'hf' or 'tf', found {to!r}")
-    source = _open(Path(src), model, config)
-    heads = _heads(source)
+    source = open_checkpoint(src, model, config)
+    heads = available_heads(source)
     cfg = source.config
     if "num_labels" in heads:  # a TF run_classifier head: name its labels so the HF config can hold them
         cfg = cfg.replace(extra={**cfg.extra, "labels": [f"LABEL_{i}" for i in range(heads["num_labels"])]})
@@ -190,8 +139,7 @@ def convert(src: str | Path, dst: str | Path, to: str = "hf", model: str | None 
         return value.float() if value.is_floating_point() else value
 
     try:
-        built = _assemble(source.family, cfg, options, source.names, get, source.description, source.rules_for,
-                          None, False, False, None)
+        built = load_source(source, options, get=get, config=cfg)
     finally:
         bar.close()
     if dtype is None and len(stored) == 1 and next(iter(stored)) in (torch.bfloat16, torch.float16):
@@ -203,4 +151,4 @@ def convert(src: str | Path, dst: str | Path, to: str = "hf", model: str | None 
                             heads=heads, dtype=dtype or torch.float32, load=built.load_report, copied=copied)
 
 
-__all__ = ["convert", "ConversionReport"]
+__all__ = ["convert", "ConversionReport", "available_heads"]
