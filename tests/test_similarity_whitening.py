@@ -53,8 +53,22 @@ def test_save_load_round_trip(tmp_path):
 def test_errors():
     with pytest.raises(ValueError, match="dim must be in 1..12"):
         fit_whitening(_correlated(), dim=13)
-    with pytest.raises(ValueError, match="rank 4"):
+    with pytest.raises(ValueError, match="vary in only 4 of their 12 directions.*more than 6 vectors"):
         fit_whitening(_correlated(n=5), dim=6)  # 5 vectors span at most 4 centred directions
+    with pytest.raises(ValueError, match="all equal"):
+        fit_whitening(np.ones((4, 3)))
+
+
+def test_vectors_on_a_hyperplane_keep_the_directions_that_vary():
+    """LayerNorm-like vectors (each row's entries sum to a constant) span H - 1 centred directions."""
+    x = _correlated()
+    x = x - x.mean(1, keepdims=True)  # one linear constraint per row, as a LayerNorm output without affine
+    w = fit_whitening(x)
+    assert w.dim == x.shape[1] - 1
+    y = w(torch.from_numpy(x)).numpy()
+    assert np.abs(np.cov(y, rowvar=False) - np.eye(w.dim)).max() <= 1e-9
+    with pytest.raises(ValueError, match=r"vary in only 11 of their 12 directions.*dim<=11"):
+        fit_whitening(x, dim=12)
     with pytest.raises(ValueError, match="fitted on 12-d"):
         fit_whitening(_correlated())(torch.zeros(2, 7, dtype=torch.float64))
 

@@ -75,23 +75,28 @@ class Whitening:
 
 
 def fit_whitening(vectors: torch.Tensor | np.ndarray, dim: int | None = None, *, eps: float = 1e-12) -> Whitening:
-    """Fit mean and W = U diag(s)^(-1/2) on (N, H) vectors, keeping the first `dim` directions."""
+    """Fit mean and W = U diag(s)^(-1/2) on (N, H) vectors, keeping the first `dim` directions (None: all that vary)."""
     x = np.asarray(vectors.detach().cpu().double() if isinstance(vectors, torch.Tensor) else vectors, np.float64)
     if x.ndim != 2:
         raise ValueError(f"vectors must be (N, H), found shape {x.shape}")
     n, h = x.shape
-    k = h if dim is None else dim
-    if not 1 <= k <= h:
+    if dim is not None and not 1 <= dim <= h:
         raise ValueError(f"dim must be in 1..{h} (the vector size), found {dim}")
     if n < 2:
         raise ValueError(f"whitening needs at least 2 vectors to estimate a covariance, found {n}")
     mean = x.mean(axis=0)
     cov = np.cov(x, rowvar=False)  # (H, H), N-1 denominator
     u, s, _ = np.linalg.svd(cov)  # s sorted descending
-    if s[k - 1] <= eps * max(s[0], eps):
-        rank = int((s > eps * max(s[0], eps)).sum())
-        raise ValueError(f"the covariance of these {n} vectors has rank {rank}, fewer than dim={k} directions "
-                         f"with non-zero variance: fit on more vectors (at least {k + 1}) or pass dim<={rank}")
+    rank = int((s > eps * max(s[0], eps)).sum())
+    # dim=None keeps every direction that varies: vectors often span fewer than H (a LayerNorm output
+    # obeys one linear constraint per token, which mean pooling keeps), and 1/sqrt(0) is no transform
+    k = rank if dim is None else dim
+    if k > rank:
+        hint = f"fit on more than {k} vectors, or " if n <= k else ""
+        raise ValueError(f"these {n} vectors vary in only {rank} of their {h} directions (covariance rank), "
+                         f"fewer than dim={k}: {hint}pass dim<={rank} or dim=None")
+    if k == 0:
+        raise ValueError(f"these {n} vectors are all equal: there is no direction to whiten")
     w = u[:, :k] / np.sqrt(s[:k])[None, :]  # (H, k)
     # kept in float64: apply() casts to the vectors' dtype, so fp32 vectors lose nothing to the fit
     return Whitening(torch.from_numpy(mean), torch.from_numpy(np.ascontiguousarray(w)))
