@@ -166,3 +166,43 @@ def test_cmrc_sliding_windows_merge_to_the_best_window():
     assert recipe.predict(model, [ex]) == {"q": "美国股市"}
     # the [UNK] over "2013" and "1995" shifts tokens against characters: answers are cut from the context
     assert recipe.predict(_PointAt({ids("年以来"): 9.0}), [ex]) == {"q": "年以来"}
+
+
+NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄涛"]
+PLACES = ["北京", "上海", "广州", "深圳", "杭州", "成都", "武汉", "南京"]
+FILLERS = ["昨天", "今年", "一直", "已经", "听说"]
+
+
+def _ner_rows(rng, n):
+    """Two templates; a name and a place each, at positions that differ between them."""
+    rows = []
+    for i in range(n):
+        name, place, fill = rng.choice(NAMES), rng.choice(PLACES), rng.choice(FILLERS)
+        text = f"{fill}{name}在{place}工作。" if rng.random() < 0.5 else f"{place}的{name}{fill}来了。"
+        s, p = text.index(name), text.index(place)
+        rows.append({"id": i, "text": text, "label": {"name": {name: [[s, s + 1]]}, "address": {place: [[p, p + 1]]}}})
+    return rows
+
+
+@pytest.mark.parametrize("head", ["globalpointer", "crf"])
+def test_ner_recipe_learns_names_and_places(tmp_path, head):
+    import random
+    rng = random.Random(0)
+    data = tmp_path / "cluener"
+    data.mkdir()
+    splits = {"train": _ner_rows(rng, 64), "dev": _ner_rows(rng, 16), "test": _ner_rows(rng, 8)}
+    for split, rows in splits.items():
+        keep = ("id", "text") if split == "test" else ("id", "text", "label")
+        (data / f"{split}.json").write_text("".join(json.dumps({k: r[k] for k in keep}, ensure_ascii=False) + "\n"
+                                                    for r in rows), encoding="utf-8")
+    vocab = build_char_vocab(["".join(NAMES + PLACES + FILLERS) + "在工作。的来了"], min_count=1)
+    cfg = ModelConfig(family="bert", vocab_size=len(vocab), hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=64, max_position=32)
+    torch.manual_seed(0)
+    plmkit.save_pretrained(build_model(cfg), tmp_path / "m", tokenizer=WordPieceTokenizer(vocab))
+    result = run_clue("cluener", tmp_path / "m", data, tmp_path / "out", ner_head=head, epochs=4, batch_size=8,
+                      lr=5e-3, precision="fp32", progress=False, head_size=16)
+    assert result["dev"]["f1"] >= 0.9
+    predicted = {r["id"]: r["label"] for r in _lines(tmp_path / "out" / "cluener_predict.json")}
+    correct = sum(predicted[r["id"]] == r["label"] for r in splits["test"])
+    assert correct >= 7  # the character spans written out are the gold ones

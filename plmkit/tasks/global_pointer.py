@@ -70,8 +70,10 @@ def decode_spans(scores: torch.Tensor, threshold: float = 0.0) -> list[list[tupl
     if scores.dim() != 4 or scores.shape[-1] != scores.shape[-2]:
         raise ValueError(f"decode_spans: expected (B, heads, T, T) scores, found shape {tuple(scores.shape)}")
     found: list[list[tuple[int, int, int, float]]] = [[] for _ in range(scores.shape[0])]
-    for b, h, s, e in (scores > threshold).nonzero().tolist():
-        found[b].append((h, s, e, float(scores[b, h, s, e])))
+    index = (scores > threshold).nonzero()  # (N, 4): b, h, start, end
+    values = scores[tuple(index.t())].tolist()
+    for (b, h, s, e), v in zip(index.tolist(), values):
+        found[b].append((h, s, e, v))
     for items in found:
         items.sort(key=lambda x: (x[1], x[2], x[0]))
     return found
