@@ -1,9 +1,10 @@
 """plmkit: pretrained Transformer language models in PyTorch, Chinese NLP first.
 
-The public surface: from_pretrained, save_pretrained, build_model, load_tokenizer, ModelConfig.
+The public surface: from_pretrained, save_pretrained, build_model, load_tokenizer, generate, ModelConfig.
 """
 from .config import ConfigError, ModelConfig
 from .convert.namemap import CheckpointError
+from .generation import generate
 from .models import build_model
 from .pretrained import from_pretrained, save_pretrained
 
@@ -16,5 +17,5 @@ def load_tokenizer(path, **options):
 
     return load(path, **options)
 
-__all__ = ["from_pretrained", "save_pretrained", "build_model", "load_tokenizer", "ModelConfig",
+__all__ = ["from_pretrained", "save_pretrained", "build_model", "load_tokenizer", "generate", "ModelConfig",
            "ConfigError", "CheckpointError"]
