@@ -189,7 +189,8 @@ def main() -> int:
     label = f"RoFormer-Sim recipe, {len(done)} steps ({minutes:.1f} min)"
     for name, task in tasks.items():
         rows[name][label] = model_metrics(model, tok, *task)
-        rows[name][label + " + whitening k=128"] = model_metrics(model, tok, *task, whiten=128)
+        k = min(128, model.config.hidden_size // 2)
+        rows[name][label + f" + whitening k={k}"] = model_metrics(model, tok, *task, whiten=k)
     if args.save is not None:
         from plmkit import save_pretrained
 

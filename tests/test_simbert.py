@@ -208,7 +208,18 @@ def test_gen_synonyms_with_plmkit_generate(tok):
     if not hasattr(generation, "generate"):
         pytest.skip("plmkit.generation.generate (issue 5) has not landed yet")
     torch.manual_seed(0)
-    model = build_simbert(_config())
-    out = gen_synonyms(model, tok, S(1, 2, 3, 4), n=8, k=5, max_new_tokens=6,
+    model = build_simbert(_config()).eval()
+    text, sep = S(1, 2, 3, 4), tok.sep_token_id
+    ids, segments = tok.encode(text)
+    # the same draws straight from generate (UniLM rows hold the target tokens only)
+    rows = generation.generate(model, torch.tensor([ids]), token_type_ids=torch.tensor([segments]), max_new_tokens=6,
+                               do_sample=True, top_p=0.9, num_return_sequences=12, eos_token_id=sep,
+                               generator=torch.Generator().manual_seed(0))
+    expected = set()
+    for row in rows.tolist():
+        row = row[:row.index(sep)] if sep in row else row
+        expected.add(tok.decode(row).strip())
+    expected -= {"", text}
+    out = gen_synonyms(model, tok, text, n=12, k=100, top_p=0.9, max_new_tokens=6,
                        generator=torch.Generator().manual_seed(0))
-    assert len(out) == len(set(out)) <= 5 and S(1, 2, 3, 4) not in out
+    assert len(out) == len(set(out)) and set(out) == expected and len(expected) > 3

@@ -298,13 +298,12 @@ Sampler = Callable[..., list[list[int]]]
 def generate_sampler(model: nn.Module, token_ids: list[int], segment_ids: list[int], *, n: int, top_p: float,
                      max_new_tokens: int, end_id: int, generator: torch.Generator | None) -> list[list[int]]:
     """n continuations sampled with plmkit.generate (UniLM: generated tokens are segment 1)."""
-    from ..generation import generate  # issue 5's decoder
+    from ..generation import generate
 
-    ids = torch.tensor([token_ids])
-    out = generate(model, ids, token_type_ids=torch.tensor([segment_ids]), max_new_tokens=max_new_tokens,
-                   do_sample=True, top_p=top_p, num_return_sequences=n, generator=generator,
-                   eos_token_id=end_id)
-    return [row[len(token_ids):].tolist() for row in out]
+    out = generate(model, torch.tensor([token_ids]), token_type_ids=torch.tensor([segment_ids]),
+                   max_new_tokens=max_new_tokens, do_sample=True, top_p=top_p, num_return_sequences=n,
+                   generator=generator, eos_token_id=end_id)  # (n, new tokens): UniLM returns the target only
+    return [row.tolist() for row in out]
 
 
 def gen_synonyms(model: nn.Module, tokenizer, text: str, n: int = 100, k: int = 20, *, top_p: float = 0.95,
