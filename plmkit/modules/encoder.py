@@ -34,6 +34,7 @@ class Encoder(nn.Module):
     (B, L + T) and default positions continue from the cache. This is how UniLM seq2seq
     decodes: the source (segment 0) is encoded once, target tokens (segment 1) are appended.
     A `position_bias` module used with a cache is called as (q_len, k_len, offset).
+    `last_logits_only` runs the MLM head on the last position alone, (B, 1, V).
     """
 
     def __init__(self, config, embeddings: nn.Module, blocks: nn.Module, *, application: str = "encoder",
@@ -55,7 +56,7 @@ class Encoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool = False,
-                cache: KVCache | None = None) -> ModelOutput:
+                cache: KVCache | None = None, last_logits_only: bool = False) -> ModelOutput:
         if cache is None:
             x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
             mask = masks.additive(masks.build(self.application, input_ids, token_type_ids, attention_mask), x.dtype)
@@ -74,7 +75,7 @@ class Encoder(nn.Module):
         return ModelOutput(
             last_hidden_state=x,
             pooled_output=pooled,
-            logits=self.mlm(x) if self.mlm is not None else None,
+            logits=None if self.mlm is None else self.mlm(x[:, -1:] if last_logits_only else x),
             nsp_logits=self.nsp(pooled) if self.nsp is not None else None,
             label_logits=self.classifier(pooled) if self.classifier is not None else None,
             hidden_states=tuple(states) if states is not None else None,

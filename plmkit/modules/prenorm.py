@@ -54,7 +54,8 @@ class Decoder(nn.Module):
 
     With `cache` (attention.KVCache) only the new tokens are passed: they attend to the
     cached ones too, `attention_mask` then covers cached + new tokens (B, L + T), and default
-    positions continue from the cache (L..L+T-1).
+    positions continue from the cache (L..L+T-1). `last_logits_only` computes logits for the
+    last position alone, (B, 1, V): all that decoding a prompt needs.
     """
 
     def __init__(self, config, embeddings: nn.Module, blocks: nn.Module, *, final_norm: nn.Module | None = None,
@@ -70,7 +71,7 @@ class Decoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool = False,
-                cache: KVCache | None = None) -> ModelOutput:
+                cache: KVCache | None = None, last_logits_only: bool = False) -> ModelOutput:
         if cache is None:
             x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
             mask = masks.additive(masks.build("lm", input_ids, None, attention_mask), x.dtype)  # (B|1, 1, T, T)
@@ -88,7 +89,7 @@ class Decoder(nn.Module):
             x = self.final_norm(x)
         return ModelOutput(
             last_hidden_state=x,
-            logits=self.lm_head(x) if self.lm_head is not None else None,
+            logits=None if self.lm_head is None else self.lm_head(x[:, -1:] if last_logits_only else x),
             hidden_states=tuple(states) if states is not None else None,
         )
 
