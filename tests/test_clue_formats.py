@@ -202,3 +202,12 @@ def test_submission_zip_holds_the_files_at_its_root(tmp_path):
     with zipfile.ZipFile(z) as f:
         assert sorted(f.namelist()) == ["chid11_predict.json", "cmrc2018_predict.json"]
         assert json.loads(f.read("chid11_predict.json")) == {"#idiom1#": 0}
+
+
+def test_wsc_pronoun_before_its_referent(tmp_path):
+    row = {"target": {"span2_index": 0, "span1_index": 7, "span1_text": "猫", "span2_text": "它"},
+           "id": 0, "text": "它很可爱，这只猫是我的。"}
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    ex = read_classification(get_task("cluewsc2020"), path, labelled=False)[0]
+    assert (ex.id, ex.text, ex.label) == (0, "[它]很可爱，这只_猫_是我的。", None)
