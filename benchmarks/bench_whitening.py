@@ -120,8 +120,8 @@ def main() -> int:
                                                                       F.normalize(c, dim=-1), gold))]
     for d in args.dims.split(","):
         w = fit_whitening(raw, dim=None if d == "all" else int(d))
-        rows.append((f"whitening, k={w.dim}" + (" (all that vary)" if d == "all" else ""), retrieval_metrics(F.normalize(w(q), dim=-1), F.normalize(w(c), dim=-1),
-                                                             gold)))
+        name = f"whitening, k={w.dim}" + (" (all that vary)" if d == "all" else "")
+        rows.append((name, retrieval_metrics(F.normalize(w(q), dim=-1), F.normalize(w(c), dim=-1), gold)))
     print(f"WordNet ({args.wordnet}): {len(pairs)} gloss -> example pairs; encoded {2 * len(pairs)} sentences "
           f"in {seconds:.0f} s ({2 * len(pairs) / seconds:.0f}/s, {args.threads} threads, {cpu_name()})")
     print("| vectors | top-1 | top-5 | MRR |")

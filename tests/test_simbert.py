@@ -150,7 +150,7 @@ def test_trains_end_to_end_and_round_trips(tmp_path, tok):
         return retrieval_metrics(a, b, list(range(len(pairs))))
 
     before = metrics()
-    history = train_simbert(model, tok, pairs, SimBertConfig(batch_size=16, steps=200, lr=1e-3, max_length=24))
+    history = train_simbert(model, tok, pairs, SimBertConfig(batch_size=16, steps=140, lr=1e-3, max_length=24))
     after = metrics()
     first = lambda key: sum(r[key] for r in history[:5]) / 5  # noqa: E731
     last = lambda key: sum(r[key] for r in history[-10:]) / 10  # noqa: E731
