@@ -55,7 +55,8 @@ def accumulated_backward(embed: Callable[[Any], EmbedOutput], chunks: Sequence[A
     `embed(chunk)` returns (n_j, ...) embeddings, or (embeddings, term) where `term` is a scalar
     loss that is additive over chunks (e.g. a language-model loss already divided by the whole
     batch's token count): its gradient is added in pass 2 and its value to the returned loss.
-    Gradients accumulate into `.grad` as `loss.backward()` on the whole batch would.
+    Gradients accumulate into `.grad` as `loss.backward()` on the whole batch would. Every chunk
+    is forwarded twice, so modules that keep running statistics (BatchNorm) update them twice.
     """
     if len(chunks) == 0:
         raise ValueError("accumulated_backward needs at least one chunk")
