@@ -46,7 +46,8 @@ class PretrainConfig:
     lr: float = 5e-4
     weight_decay: float = 0.01
     warmup: float = 0.05
-    steps: int = 2500
+    steps: int = 2500  # the length of the learning-rate schedule
+    stop_after: int = 0  # stop (and export) after this many steps; 0: run the whole schedule
     mask_prob: float = 0.15
     precision: str = "bf16"
     seed: int = 0
@@ -187,7 +188,7 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     trainer = Trainer(model, mlm_loss, optimizer, scheduler, max_grad_norm=1.0, precision=cfg.precision,
                       out_dir=out / "run", progress=progress, save_every=200, log_every=20)
     epochs = -(-cfg.steps // len(loader))
-    result = trainer.fit(loader, epochs=epochs, max_steps=cfg.steps, resume=resume)
+    result = trainer.fit(loader, epochs=epochs, max_steps=cfg.stop_after or cfg.steps, resume=resume)
     model_dir = out / "model"
     save_pretrained(model.eval(), model_dir, dtype=torch.float16, tokenizer=tokenizer)
     about = {"recipe": "plmkit pretrain", "config": asdict(cfg), "corpus": [str(c) for c in corpus],
