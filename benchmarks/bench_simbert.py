@@ -161,7 +161,7 @@ def main() -> int:
         model = build_simbert(config)
     rows = {name: {"TF-IDF (char 1-2 grams)": tfidf_metrics(*task)} for name, task in tasks.items()}
     for name, task in tasks.items():
-        rows[name]["RoFormer-Sim recipe, before training"] = model_metrics(model, tok, *task)
+        rows[name]["recipe model before training"] = model_metrics(model, tok, *task)
 
     deadline = time.process_time() + args.cpu_minutes * 60  # CPU time: the same budget on a busy machine
 
@@ -187,7 +187,7 @@ def main() -> int:
         pass
     model.eval()
     minutes, cpu = (time.perf_counter() - t0) / 60, (time.process_time() - c0) / 60
-    label = f"RoFormer-Sim recipe, {len(done)} steps ({cpu:.1f} CPU min, {minutes:.1f} min wall)"
+    label = f"recipe, {len(done)} steps ({cpu:.1f} CPU min, {minutes:.1f} min wall)"
     for name, task in tasks.items():
         rows[name][label] = model_metrics(model, tok, *task)
         k = min(128, model.config.hidden_size // 2)
@@ -197,7 +197,8 @@ def main() -> int:
 
         save_pretrained(model, args.save)
         tok.save(args.save)
-    print(f"\nmodel: RoFormer H={model.config.hidden_size} L={model.config.num_layers}, "
+    start = f"from {args.init}" if args.init is not None else "random init"
+    print(f"\nmodel: {model.config.family} ({start}) H={model.config.hidden_size} L={model.config.num_layers}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocab {tok.vocab_size}, "
           f"batch {args.batch_size} pairs, lr {args.lr}, {args.precision}, {args.threads} threads")
     for name, results in rows.items():
