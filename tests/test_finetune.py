@@ -51,6 +51,7 @@ def test_finetune_learns_saves_and_predict_reproduces(setup):
                  "metrics.jsonl"):
         assert (out / name).exists(), name
     assert json.loads((out / "results.json").read_text())["labels"] == ["0", "1"]
+    assert not (out / "checkpoint.pt").exists() and not (out / "best.pt").exists()  # only the result is kept
     # predict on the saved model reproduces the accuracy finetune reported
     res = predict_file(out, files["test"], tmp / "pred.jsonl")
     assert res["accuracy"] == pytest.approx(report["test_accuracy"])

@@ -143,6 +143,8 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     save_pretrained(model, model_dir, tokenizer=tokenizer)
     report["seconds"] = round(time.time() - started, 1)
     save_json(report, work / "results.json")
+    for state in ("checkpoint.pt", "best.pt"):  # resume state; the model directory is the result
+        (work / state).unlink(missing_ok=True)
     if out.exists():
         shutil.rmtree(out)
     work.rename(out)  # the complete directory appears at once
