@@ -36,7 +36,7 @@ from ..modules.heads import MLMHead, NSPHead, Pooler
 from ..modules.linear import Linear
 from ..modules.positions import LearnedPositions
 from . import Family
-from .bert import init_weights, post_norm_block
+from .bert import hf_encoder_fields, init_weights, post_norm_block
 
 
 def _norm(config: ModelConfig, dim: int) -> nn.LayerNorm:
@@ -326,25 +326,8 @@ def _config_from_hf(family: str):
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> an HF AlbertConfig dict."""
-    return {
-        "model_type": "albert",
-        "vocab_size": c.vocab_size,
-        "embedding_size": c.embedding_size or c.hidden_size,
-        "hidden_size": c.hidden_size,
-        "num_hidden_layers": c.num_layers,
-        "num_hidden_groups": num_groups(c),
-        "inner_group_num": 1,
-        "num_attention_heads": c.num_heads,
-        "intermediate_size": c.intermediate_size,
-        "hidden_act": {"gelu_tanh": "gelu_new"}.get(c.hidden_act, c.hidden_act),  # transformers' spelling
-        "hidden_dropout_prob": c.dropout,
-        "attention_probs_dropout_prob": c.attention_dropout,
-        "max_position_embeddings": c.max_position,
-        "type_vocab_size": c.type_vocab_size,
-        "layer_norm_eps": c.layer_norm_eps,
-        "pad_token_id": c.pad_token_id,
-        "initializer_range": c.initializer_range,
-    }
+    return {"model_type": "albert", "embedding_size": c.embedding_size or c.hidden_size,
+            "num_hidden_groups": num_groups(c), "inner_group_num": 1} | hf_encoder_fields(c)
 
 
 def hf_architecture(model: nn.Module) -> str:

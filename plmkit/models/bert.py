@@ -202,28 +202,31 @@ def roberta_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[
                     mlm_names={"dense": "dense", "norm": "layer_norm", "bias": "bias", "decoder": "decoder"})
 
 
+def hf_encoder_fields(c: ModelConfig) -> dict[str, Any]:
+    """The config.json fields every BERT-like transformers config shares (activation in transformers' spelling)."""
+    return {
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "intermediate_size": c.intermediate_size,
+        "hidden_act": {"gelu_tanh": "gelu_new"}.get(c.hidden_act, c.hidden_act),
+        "hidden_dropout_prob": c.dropout,
+        "attention_probs_dropout_prob": c.attention_dropout,
+        "max_position_embeddings": c.max_position,
+        "type_vocab_size": c.type_vocab_size,
+        "layer_norm_eps": c.layer_norm_eps,
+        "pad_token_id": c.pad_token_id,
+        "initializer_range": c.initializer_range,
+    }
+
+
 def _config_to_hf(model_type: str, architectures: list[str]):
     def convert(c: ModelConfig) -> dict[str, Any]:
         labels = c.extra.get("labels")
         label_fields = {"id2label": {str(i): n for i, n in enumerate(labels)},
                         "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
-        return label_fields | {
-            "model_type": model_type,
-            "architectures": architectures,
-            "vocab_size": c.vocab_size,
-            "hidden_size": c.hidden_size,
-            "num_hidden_layers": c.num_layers,
-            "num_attention_heads": c.num_heads,
-            "intermediate_size": c.intermediate_size,
-            "hidden_act": {"gelu_tanh": "gelu_new"}.get(c.hidden_act, c.hidden_act),  # transformers' spelling
-            "hidden_dropout_prob": c.dropout,
-            "attention_probs_dropout_prob": c.attention_dropout,
-            "max_position_embeddings": c.max_position,
-            "type_vocab_size": c.type_vocab_size,
-            "layer_norm_eps": c.layer_norm_eps,
-            "pad_token_id": c.pad_token_id,
-            "initializer_range": c.initializer_range,
-        }
+        return label_fields | {"model_type": model_type, "architectures": architectures} | hf_encoder_fields(c)
     return convert
 
 

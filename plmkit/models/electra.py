@@ -26,7 +26,7 @@ from ..modules.linear import Linear, canonical_activation
 from ..modules.positions import LearnedPositions
 from . import Family
 from .bert import hf_rules as bert_hf_rules
-from .bert import init_weights, post_norm_block
+from .bert import hf_encoder_fields, init_weights, post_norm_block
 
 
 class ReplacedTokenHead(nn.Module):
@@ -194,23 +194,7 @@ def config_from_hf(d: dict[str, Any], source: str) -> ModelConfig:
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> an HF ElectraConfig dict."""
-    return {
-        "model_type": "electra",
-        "vocab_size": c.vocab_size,
-        "embedding_size": c.embedding_size or c.hidden_size,
-        "hidden_size": c.hidden_size,
-        "num_hidden_layers": c.num_layers,
-        "num_attention_heads": c.num_heads,
-        "intermediate_size": c.intermediate_size,
-        "hidden_act": c.hidden_act,
-        "hidden_dropout_prob": c.dropout,
-        "attention_probs_dropout_prob": c.attention_dropout,
-        "max_position_embeddings": c.max_position,
-        "type_vocab_size": c.type_vocab_size,
-        "layer_norm_eps": c.layer_norm_eps,
-        "pad_token_id": c.pad_token_id,
-        "initializer_range": c.initializer_range,
-    }
+    return {"model_type": "electra", "embedding_size": c.embedding_size or c.hidden_size} | hf_encoder_fields(c)
 
 
 def hf_architecture(model: nn.Module) -> str:

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .wordpiece import _as_text_list  # one validation of text inputs for both tokenizers
+
 SPIECE_FILE = "spiece.model"
 CONFIG_FILE = "tokenizer_config.json"
 _SPACE = "\u2581"  # "▁", SentencePiece's word-start mark
@@ -358,16 +360,6 @@ class SentencePieceTokenizer:
         kind = "albert" if self.start_token is not None else "t5"
         return (f"SentencePieceTokenizer({kind}, vocab_size={self.vocab_size}, extra_ids={self.extra_ids}, "
                 f"model_file={self.model_file!r})")
-
-
-def _as_text_list(texts: str | Sequence[str], name: str) -> list[str]:
-    if isinstance(texts, str):
-        return [texts]
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}] must be a str, found {type(t).__name__}")
-    return texts
 
 
 def _longest_first(na: int, nb: int | None, budget: int) -> tuple[int, int]:
