@@ -140,7 +140,10 @@ def test_top_k_one_sampling_is_greedy():
 def _constraint(b, row):
     """Only tokens in a band that depends on the input; after an even token only odd ones."""
     band = range(10 + 8 * b, 30 + 8 * b)
-    return [t for t in band if len(row) == 0 or int(row[-1]) % 2 == 0 and t % 2 or int(row[-1]) % 2 and not t % 2]
+    if len(row) == 0:  # a UniLM target starts empty
+        return list(band)
+    odd_next = int(row[-1]) % 2 == 0
+    return [t for t in band if (t % 2 == 1) == odd_next]
 
 
 def _check_constraint(out, start, k):

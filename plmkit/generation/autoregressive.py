@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..modules.attention import KVCache
-from .search import DecodeOptions, beam_search, sample_tokens
+from .search import DecodeOptions, beam_search, run_to_end, sample_tokens
 
 
 def select_rows(obj: Any, index: torch.Tensor) -> Any:
@@ -107,7 +107,7 @@ class AutoRegressiveDecoder:
     def greedy_search(self, inputs: Any, states: Any = None, **options: Any) -> torch.Tensor:
         """The highest-scoring next token at every step: (B, t)."""
         steps, first, opts = self._run(inputs, states, options)
-        return _drain(sample_tokens(steps, first, opts))
+        return run_to_end(sample_tokens(steps, first, opts))
 
     @torch.inference_mode()
     def beam_search(self, inputs: Any, topk: int, states: Any = None, **options: Any) -> torch.Tensor:
@@ -127,7 +127,7 @@ class AutoRegressiveDecoder:
         """`n` samples per input (B * n, t), each input's adjacent; topk / topp filter the distribution."""
         steps, first, opts = self._run(inputs, states, {**options, "do_sample": True, "num_return_sequences": n,
                                                         "top_k": topk, "top_p": topp, "temperature": temperature})
-        return _drain(sample_tokens(steps, first, opts, generator=generator))
+        return run_to_end(sample_tokens(steps, first, opts, generator=generator))
 
     def stream(self, inputs: Any, states: Any = None, generator: torch.Generator | None = None,
                **options: Any) -> Iterator[torch.Tensor]:
@@ -143,11 +143,3 @@ class AutoRegressiveDecoder:
                     return
             yield new
 
-
-def _drain(tokens: Iterator[torch.Tensor]) -> torch.Tensor:
-    """Run a token generator to its end and return its final ids."""
-    while True:
-        try:
-            next(tokens)
-        except StopIteration as finished:
-            return finished.value

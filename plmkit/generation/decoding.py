@@ -25,10 +25,10 @@ from torch import nn
 from ..modules.attention import KVCache
 from ..modules.positions import PaddingAwarePositions
 from ..modules.prenorm import position_ids_from_mask
-from .search import AllowedTokens, DecodeOptions, beam_search, sample_tokens
+from .search import AllowedTokens, DecodeOptions, beam_search, run_to_end, sample_tokens
 
 
-def _cat_column(t: torch.Tensor | None, column: torch.Tensor | None) -> torch.Tensor | None:
+def _cat_column(t: torch.Tensor | None, column: torch.Tensor) -> torch.Tensor | None:
     return None if t is None else torch.cat((t, column[:, None].to(t.dtype)), dim=1)
 
 
@@ -54,7 +54,7 @@ class DecoderOnlySteps:
         self.types = token_type_ids  # generated tokens repeat the last type (the speaker, for CDial-GPT)
         self.cache = KVCache(capacity) if use_cache else None
 
-    def _logits(self, ids, types, positions) -> torch.Tensor:
+    def _logits(self, ids: torch.Tensor, types: torch.Tensor | None, positions: torch.Tensor | None) -> torch.Tensor:
         out = self.model(ids, token_type_ids=types, attention_mask=self.mask, position_ids=positions,
                          cache=self.cache, last_logits_only=True)
         return out.logits[:, -1]
@@ -145,7 +145,8 @@ class UniLMSteps:
         self.positions = position_ids_from_mask(self.mask) + first
         self.cache = KVCache(capacity) if use_cache else None
 
-    def _logits(self, ids, types, mask, positions) -> torch.Tensor:
+    def _logits(self, ids: torch.Tensor, types: torch.Tensor, mask: torch.Tensor,
+                positions: torch.Tensor) -> torch.Tensor:
         out = self.model(ids, token_type_ids=types, attention_mask=mask, position_ids=positions, cache=self.cache,
                          last_logits_only=True)
         return out.logits[:, -1]
@@ -276,8 +277,10 @@ def generate(model: nn.Module, input_ids: torch.Tensor, *, max_new_tokens: int =
     min_new_tokens, temperature, top_k, top_p, repetition_penalty, no_repeat_ngram_size,
     length_penalty, early_stopping (True / False / "never"), num_return_sequences,
     eos_token_id (an id or a list of stop ids; default the model's; () never stops early),
-    pad_token_id, decoder_start_token_id, allowed_tokens (fn(input index, row ids) -> ids
-    allowed next; honoured by every strategy), use_cache. Sampling draws from `generator`
+    pad_token_id, decoder_start_token_id, allowed_tokens (fn(input index, row ids so far) ->
+    ids allowed next, honoured by every strategy; the row is what this function returns for
+    it: the padded prompt and new tokens, the decoder ids, or the UniLM target), use_cache.
+    Sampling draws from `generator`
     (or a new one seeded with `seed`). `streamer(tokens)` is called with each step's (N,) new
     tokens (greedy and sampling only; see also generate_stream).
     """
@@ -289,14 +292,7 @@ def generate(model: nn.Module, input_ids: torch.Tensor, *, max_new_tokens: int =
             raise ValueError("streaming needs greedy or sampled decoding: beam search only knows its "
                              "sequences at the end (num_beams must be 1)")
         return beam_search(steps, prompt, opts, prompt_counted=counted, generator=generator)
-    tokens = sample_tokens(steps, prompt, opts, prompt_counted=counted, generator=generator)
-    while True:
-        try:
-            new = next(tokens)
-        except StopIteration as finished:
-            return finished.value
-        if streamer is not None:
-            streamer(new)
+    return run_to_end(sample_tokens(steps, prompt, opts, prompt_counted=counted, generator=generator), streamer)
 
 
 def generate_stream(model: nn.Module, input_ids: torch.Tensor, *, max_new_tokens: int = 20,

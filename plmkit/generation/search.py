@@ -217,7 +217,10 @@ def beam_search(steps: Steps, prompt: torch.Tensor, opts: DecodeOptions, *,
                               counted=None if counted is None else counted[:, :cur])
         flat = (logp.view(B, nb, V) + run_scores[..., None]).view(B, nb * V)  # summed log-probs of every extension
         if opts.do_sample:
-            pick = torch.multinomial(flat.softmax(dim=-1), K, generator=generator)  # (B, K) without replacement
+            # K draws without replacement from softmax(flat), as Gumbel-top-k: unlike multinomial it
+            # accepts rows with fewer than K possible tokens (filtered or not-yet-live beams)
+            u = torch.rand(flat.shape, generator=generator, device=device).clamp_(min=1e-20)
+            pick = (flat - torch.log(-torch.log(u))).topk(K, dim=-1).indices  # (B, K) in draw order
             cand_scores = flat.gather(1, pick)
         else:
             cand_scores, pick = flat.topk(K, dim=-1)  # (B, K), best first
@@ -268,3 +271,15 @@ def beam_search(steps: Steps, prompt: torch.Tensor, opts: DecodeOptions, *,
     k = opts.num_return_sequences
     length = t0 + int(done_len[:, :k].max())
     return done_ids[:, :k, :length].reshape(B * k, length)
+
+
+def run_to_end(tokens: Iterator[torch.Tensor],
+               on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Drive a sample_tokens generator to its end (calling `on_token` with each step's tokens); its final ids."""
+    while True:
+        try:
+            new = next(tokens)
+        except StopIteration as finished:
+            return finished.value
+        if on_token is not None:
+            on_token(new)

@@ -36,7 +36,8 @@ class KVCache:
     the new keys and values instead of concatenating the whole history again.
     `state` holds batch-first tensors a stack needs across steps (e.g. UniLM segment order);
     they are reordered with the keys and values.
-    One cache serves one stack and one decoding run at a time.
+    One cache serves one stack and one decoding run at a time, and while a step runs the
+    stack's modules point at it: a model decodes one batch at a time (not from two threads).
     """
 
     def __init__(self, capacity: int | None = None) -> None:
