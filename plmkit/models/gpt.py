@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..modules.linear import linear
 
 from ..config import ConfigError, ModelConfig
 from ..convert.namemap import Rule
@@ -57,7 +58,7 @@ class TiedLMHead(nn.Module):
         self.embedding = [embedding]  # a list hides it from the module tree: the weight is the token table's
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.embedding[0].weight)  # (B, T, V)
+        return linear(hidden, self.embedding[0].weight)  # (B, T, V)
 
 
 def _check_options(family: str, with_mlm: bool, with_pool: bool, with_nsp: bool, application: str) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, ModelConfig, config_from_bert_dict
@@ -32,7 +31,7 @@ from ..modules.embeddings import Embeddings
 from ..modules.encoder import Encoder
 from ..modules.feedforward import FeedForward
 from ..modules.heads import MLMHead, NSPHead, Pooler
-from ..modules.linear import Linear
+from ..modules.linear import Linear, linear
 from ..modules.rotary import RotaryEmbedding
 from . import Family
 from . import bert
@@ -68,7 +67,7 @@ class TiedLMHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         h = self.dense(hidden) if self.dense is not None else hidden
-        return F.linear(self.dropout(h), self.embedding[0].weight)  # (B, T, V)
+        return linear(self.dropout(h), self.embedding[0].weight)  # (B, T, V)
 
 
 def build_roformer(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,

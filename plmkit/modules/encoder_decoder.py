@@ -19,12 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import masks
 from .attention import KVCache
-from .linear import Linear
+from .linear import Linear, linear
 
 
 @dataclass
@@ -106,7 +105,7 @@ class TiedLMHead(nn.Module):
         self.scale = scale
 
     def forward(self, hidden: torch.Tensor, embedding: nn.Embedding) -> torch.Tensor:
-        return F.linear(hidden * self.scale, embedding.weight)  # (B, T, V)
+        return linear(hidden * self.scale, embedding.weight)  # (B, T, V)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale:.6g}"

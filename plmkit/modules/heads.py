@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .linear import Linear, canonical_activation
+from .linear import Linear, canonical_activation, linear
 
 
 class Pooler(nn.Module):
@@ -34,7 +33,7 @@ class MLMHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         h = self.norm(self.dense.forward_act(hidden, self.act))
-        return F.linear(h, self.embedding[0].weight, self.bias)  # (B, T, V)
+        return linear(h, self.embedding[0].weight, self.bias)  # (B, T, V)
 
 
 class NSPHead(nn.Module):

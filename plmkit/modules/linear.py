@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 _ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
-_MIN_ROWS = 32  # below this the dispatch overhead outweighs the faster kernel
+# below this many multiply-adds (rows x weight elements) the dispatch overhead outweighs the faster
+# kernel; a decoding step (8 rows against a large weight) is above it and reads weights 2x faster
+_MIN_WORK = 2**21
 # activations oneDNN can fuse into the GEMM epilogue: name -> (attr, algorithm)
 _FUSABLE = {"gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "relu": ("relu", "")}
 _enabled = True
@@ -31,17 +33,22 @@ def _onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-        and x.numel() // x.shape[-1] >= _MIN_ROWS
+        and (x.numel() // x.shape[-1]) * weight.numel() >= _MIN_WORK
     )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, through oneDNN for CPU fp32 inference (tied LM heads call this with the embedding table)."""
+    if _onednn_ok(x, weight):
+        return _ONEDNN(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
 
 
 class Linear(nn.Linear):
     """nn.Linear with the same parameters and results; faster CPU fp32 inference."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _onednn_ok(x, self.weight):
-            return _ONEDNN(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
     def forward_act(self, x: torch.Tensor, act: str) -> torch.Tensor:
         """act(self(x)), fused into one kernel where oneDNN can."""
