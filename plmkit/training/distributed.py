@@ -68,8 +68,16 @@ def init_distributed(backend: str | None = None) -> DistInfo:
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined.
+
+    Every rank waits for the others first: a rank that tears down its gloo group while a
+    peer is still sending (rank 0 saving, say) can abort in gloo's threads. Drop
+    DDP-wrapped models (and the trainers holding them) before calling this: their reducers
+    keep the group alive until interpreter exit, where its teardown can abort too.
+    """
     if dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -6,6 +6,7 @@ usage: torchrun --nproc_per_node 2 tests/scripts/train_ddp.py OUT_DIR   (writes 
 exactly the micro-batches the two ranks saw, with accumulation = 2 * per-rank accumulation.
 """
 
+import gc
 import sys
 
 import torch
@@ -109,6 +110,10 @@ def main() -> None:
         results[per_rank] = {"model": model.state_dict(), "step": trainer.step}
     if info.rank == 0:
         torch.save(results, f"{out_dir}/ddp.pt")
+    # Drop the DDP wrapper (its reducer holds the gloo group) before leaving the group: a
+    # group torn down at interpreter exit can abort in gloo's threads (pytorch#179291).
+    del model, trainer
+    gc.collect()
     cleanup_distributed()
 
 
