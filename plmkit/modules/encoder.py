@@ -22,6 +22,14 @@ class ModelOutput:
     hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings output, then each block's
 
 
+def head_input(x: torch.Tensor, last_only: bool = False, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """The hidden states an output head reads: all (B, T, H), the last (B, 1, H), or the
+    (B, K) `positions` of each row (B, K, H) — scoring a few slots without a (B, T, V) tensor."""
+    if positions is not None:
+        return x.gather(1, positions[..., None].expand(-1, -1, x.shape[-1]))
+    return x[:, -1:] if last_only else x
+
+
 class Encoder(nn.Module):
     """A stack of blocks over embeddings, with optional pooler / MLM / NSP heads.
 
@@ -34,7 +42,8 @@ class Encoder(nn.Module):
     (B, L + T) and default positions continue from the cache. This is how UniLM seq2seq
     decodes: the source (segment 0) is encoded once, target tokens (segment 1) are appended.
     A `position_bias` module used with a cache is called as (q_len, k_len, offset).
-    `last_logits_only` runs the MLM head on the last position alone, (B, 1, V).
+    `last_logits_only` runs the MLM head on the last position alone, (B, 1, V);
+    `logits_at` (B, K) on the given positions of each row, (B, K, V).
     """
 
     def __init__(self, config, embeddings: nn.Module, blocks: nn.Module, *, application: str = "encoder",
@@ -56,7 +65,8 @@ class Encoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool = False,
-                cache: KVCache | None = None, last_logits_only: bool = False) -> ModelOutput:
+                cache: KVCache | None = None, last_logits_only: bool = False,
+                logits_at: torch.Tensor | None = None) -> ModelOutput:
         if cache is None:
             x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
             mask = masks.additive(masks.build(self.application, input_ids, token_type_ids, attention_mask), x.dtype)
@@ -75,7 +85,7 @@ class Encoder(nn.Module):
         return ModelOutput(
             last_hidden_state=x,
             pooled_output=pooled,
-            logits=None if self.mlm is None else self.mlm(x[:, -1:] if last_logits_only else x),
+            logits=None if self.mlm is None else self.mlm(head_input(x, last_logits_only, logits_at)),
             nsp_logits=self.nsp(pooled) if self.nsp is not None else None,
             label_logits=self.classifier(pooled) if self.classifier is not None else None,
             hidden_states=tuple(states) if states is not None else None,

@@ -12,7 +12,7 @@ from torch import nn
 
 from . import masks
 from .attention import KVCache
-from .encoder import ModelOutput
+from .encoder import ModelOutput, head_input
 
 
 class PreNormBlock(nn.Module):
@@ -55,7 +55,8 @@ class Decoder(nn.Module):
     With `cache` (attention.KVCache) only the new tokens are passed: they attend to the
     cached ones too, `attention_mask` then covers cached + new tokens (B, L + T), and default
     positions continue from the cache (L..L+T-1). `last_logits_only` computes logits for the
-    last position alone, (B, 1, V): all that decoding a prompt needs.
+    last position alone, (B, 1, V): all that decoding a prompt needs; `logits_at` (B, K)
+    for the given positions of each row, (B, K, V).
     """
 
     def __init__(self, config, embeddings: nn.Module, blocks: nn.Module, *, final_norm: nn.Module | None = None,
@@ -71,7 +72,8 @@ class Decoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool = False,
-                cache: KVCache | None = None, last_logits_only: bool = False) -> ModelOutput:
+                cache: KVCache | None = None, last_logits_only: bool = False,
+                logits_at: torch.Tensor | None = None) -> ModelOutput:
         if cache is None:
             x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
             mask = masks.additive(masks.build("lm", input_ids, None, attention_mask), x.dtype)  # (B|1, 1, T, T)
@@ -89,7 +91,7 @@ class Decoder(nn.Module):
             x = self.final_norm(x)
         return ModelOutput(
             last_hidden_state=x,
-            logits=None if self.lm_head is None else self.lm_head(x[:, -1:] if last_logits_only else x),
+            logits=None if self.lm_head is None else self.lm_head(head_input(x, last_logits_only, logits_at)),
             hidden_states=tuple(states) if states is not None else None,
         )
 
