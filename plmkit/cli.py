@@ -326,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--words", nargs="+", default=["1=很", "0=不"], help="the verbalizer: label=word ...")
         p.add_argument("--combine", choices=["product", "mean"])
         p.add_argument("--loss", choices=["vocab", "label"])
+        p.add_argument("--calibrate", action="store_true", default=None,
+                       help="divide out the label words' prior, estimated on unlabeled (else train) texts")
         if name == "ptune":
             p.add_argument("--trainable-lm", action="store_true", help="train the language model too")
         for opt, kind in (("max_length", int), ("batch_size", int), ("steps", int), ("lr", float),

@@ -40,11 +40,13 @@ def _predict_accuracy(tmp_path, model_dir):
 
 
 def test_zero_shot_pet_needs_no_training_and_predict_agrees(files):
-    report = run_fewshot(files / "base", files / "zs", valid=files / "valid.tsv", progress=False)
+    report = run_fewshot(files / "base", files / "zs", valid=files / "valid.tsv", unlabeled=[files / "unlabeled.txt"],
+                         cfg=FewShotConfig(calibrate=True), progress=False)
     assert report["train_examples"] == 0 and len(report["patterns"]) == 3
     assert _predict_accuracy(files, files / "zs") == pytest.approx(report["ensemble"]["valid_accuracy"])
     member = json.loads((files / "zs" / "member0" / "prompt.json").read_text())
     assert member["base"] == str((files / "base").resolve()) and not (files / "zs" / "member0" / "model").exists()
+    assert len(member["calibration"]) == 2  # the calibration travels with the member
 
 
 def test_few_shot_pet_learns_the_training_set(files):

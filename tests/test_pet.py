@@ -217,3 +217,17 @@ def test_logits_at_equals_the_full_logits_at_those_positions(bert):
     at = torch.tensor([[0, 3], [6, 2]])
     full = model(ids).logits
     assert torch.allclose(model(ids, logits_at=at).logits, torch.stack([full[0, [0, 3]], full[1, [6, 2]]]))
+
+
+def test_calibration_divides_out_the_mean_label_distribution(bert):
+    model, tok = bert
+    clf = PromptClassifier(model, tok, "{mask}满意。{text}", Verbalizer({"pos": "很", "neg": "不"}))
+    texts = ["电影真好", "书一般", "很差"]
+    raw = clf.predict_proba(texts)
+    clf.calibrate(texts)
+    prior = raw.mean(0)
+    want = raw / prior
+    want = want / want.sum(-1, keepdim=True)  # p(label | x) / prior(label), renormalised
+    assert torch.allclose(clf.predict_proba(texts), want, atol=1e-6)
+    # calibrated on the same texts, the mean prediction is closer to uniform than before
+    assert (clf.predict_proba(texts).mean(0) - 0.5).abs().max() <= (prior - 0.5).abs().max() + 1e-6

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from ..convert.files import save_json
 from ..data import DataError, Examples, mask_tokens, read_examples
 from ..pretrained import from_pretrained, save_pretrained
-from ..tasks.pet import (Pattern, PromptClassifier, PromptEmbeddings, Verbalizer, load_prompts, prompt_loss,
-                         read_prompt_config, save_prompts)
+from ..tasks.pet import (Pattern, PromptClassifier, PromptEmbeddings, Verbalizer, calibration_field,
+                         apply_prompt_config, load_prompts, prompt_loss, read_prompt_config, save_prompts)
 from ..tokenizers import load_tokenizer
 from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
 
@@ -60,6 +60,8 @@ class FewShotConfig:
     train_sample: int | None = None  # sample this many training examples (seeded)
     unlabeled_weight: float = 0.0  # MLM on unlabeled texts (PET's semi-supervised variant)
     mask_prob: float = 0.15
+    calibrate: bool = False  # divide out the label words' prior (mean over unlabeled / train texts, else "")
+    calibration_texts: int = 512  # how many of those texts estimate the prior
     prompt_tuning: bool = False  # P-tuning: {p} slots are a trained table
     trainable_lm: bool = False  # P-tuning: train the language model too (PET always does)
     text_col: str = "text"
@@ -214,6 +216,10 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
         else:
             clf = _member(model_path, tokenizer, pattern, cfg, cfg.seed + i)
             _train(clf, rows, texts_unlabeled, cfg, cfg.seed + i, member_dir, progress)
+        if cfg.calibrate:
+            pool = texts_unlabeled or (train_ex.texts if train_ex is not None else [])
+            sample = random.Random(cfg.seed).sample(pool, min(len(pool), cfg.calibration_texts)) if pool else [""]
+            clf.calibrate(sample)
         result = {}
         for name, ex in evals.items():
             probs = clf.predict_proba(ex.texts, ex.pairs)
@@ -238,7 +244,7 @@ def _save_member(clf: PromptClassifier, member_dir: Path, base: str | Path, trai
     lm_trained = trained and any(p.requires_grad for p in clf.model.parameters())
     config = {"pattern": clf.pattern.template, "words": dict(clf.verbalizer.words),
               "combine": clf.verbalizer.combine, "max_length": clf.max_length,
-              "base": "model" if lm_trained else str(Path(base).resolve())}
+              "base": "model" if lm_trained else str(Path(base).resolve()), **calibration_field(clf)}
     if clf.prompts is not None:
         save_prompts(clf, member_dir, extra={"base": config["base"]})
     else:
@@ -271,9 +277,9 @@ class FewShotClassifier:
             if (member / "prompts.safetensors").exists():
                 self.members.append(load_prompts(member, model, tokenizer))
             else:
-                self.members.append(PromptClassifier(model, tokenizer, cfg["pattern"],
-                                                     Verbalizer(cfg["words"], cfg["combine"]),
-                                                     max_length=cfg["max_length"]))
+                self.members.append(apply_prompt_config(PromptClassifier(
+                    model, tokenizer, cfg["pattern"], Verbalizer(cfg["words"], cfg["combine"]),
+                    max_length=cfg["max_length"]), cfg))
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                 batch_size: int = 64) -> list[tuple[str, list[float]]]:

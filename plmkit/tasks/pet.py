@@ -35,7 +35,7 @@ from torch import nn
 from ..convert.files import atomic_write, save_json
 
 __all__ = ["Pattern", "Verbalizer", "PromptEmbeddings", "PromptClassifier", "prompt_loss", "save_prompts",
-           "load_prompts", "PROMPTS_FILE", "PROMPT_CONFIG"]
+           "load_prompts", "apply_prompt_config", "PROMPTS_FILE", "PROMPT_CONFIG"]
 
 PROMPTS_FILE = "prompts.safetensors"
 PROMPT_CONFIG = "prompt.json"
@@ -195,6 +195,7 @@ class PromptClassifier(nn.Module):
                 raise ValueError(f"verbalizer: the word {verbalizer.words[label]!r} of label {label!r} "
                                  "holds a token the vocabulary lacks")
         self._literals = {lit: piece_ids(tokenizer, lit) for kind, lit in self.pattern.parts if kind == "lit"}
+        self.calibration: torch.Tensor | None = None  # (L,) log prior subtracted from the scores; see calibrate
 
     # ---- inputs -----------------------------------------------------------------------------
     def _groups(self) -> list[tuple[list[int], torch.Tensor]]:
@@ -304,16 +305,31 @@ class PromptClassifier(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
-                      batch_size: int = 64) -> torch.Tensor:
-        """(N, labels) label probabilities, in the verbalizer's label order."""
+                      batch_size: int = 64, calibrated: bool = True) -> torch.Tensor:
+        """(N, labels) label probabilities, in the verbalizer's label order (calibrated when set)."""
         was_training = self.training
         self.eval()
         out = []
         for s in range(0, len(texts), batch_size):
             batch = self.encode(texts[s:s + batch_size], pairs[s:s + batch_size] if pairs is not None else None)
-            out.append(self(batch)[0].softmax(-1))
+            scores = self(batch)[0]
+            if calibrated and self.calibration is not None:
+                scores = scores - self.calibration.to(scores.device)
+            out.append(scores.softmax(-1))
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, len(self.word_ids))
+
+    def calibrate(self, texts: Sequence[str] = ("",), pairs: Sequence[str] | None = None) -> torch.Tensor:
+        """Divide out the label words' prior (Zhao et al. 2021, "Calibrate before use").
+
+        An MLM may prefer one label word whatever the text (很 over 不, say), which makes a
+        zero-shot pattern predict one label for everything. The prior is the mean label
+        distribution over `texts` (unlabelled texts of the task, or the content-free "");
+        afterwards p(label | x) is proportional to p(word | x) / prior(label).
+        """
+        prior = self.predict_proba(list(texts), list(pairs) if pairs is not None else None, calibrated=False)
+        self.calibration = prior.mean(0).clamp_min(1e-12).log()
+        return self.calibration
 
 
 def prompt_loss(classifier: PromptClassifier, batch: dict, kind: str = "vocab") -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,8 +370,24 @@ def save_prompts(classifier: PromptClassifier, out_dir: str | Path, extra: dict 
     save_json({"pattern": classifier.pattern.template, "words": dict(classifier.verbalizer.words),
                "combine": classifier.verbalizer.combine, "max_length": classifier.max_length,
                "num_prompts": int(weight.shape[0]), "dim": int(weight.shape[1]),
-               "base_fingerprint": base_fingerprint(classifier.model), **(extra or {})}, out / PROMPT_CONFIG)
+               "base_fingerprint": base_fingerprint(classifier.model), **calibration_field(classifier),
+               **(extra or {})}, out / PROMPT_CONFIG)
     return out
+
+
+def calibration_field(classifier: PromptClassifier) -> dict:
+    c = classifier.calibration
+    return {} if c is None else {"calibration": [float(v) for v in c]}
+
+
+def apply_prompt_config(classifier: PromptClassifier, cfg: dict) -> PromptClassifier:
+    """Restore what a prompt.json holds beyond the pattern and words (the calibration)."""
+    if cfg.get("calibration") is not None:
+        if len(cfg["calibration"]) != len(classifier.word_ids):
+            raise ValueError(f"{PROMPT_CONFIG}: calibration has {len(cfg['calibration'])} values for "
+                             f"{len(classifier.word_ids)} labels")
+        classifier.calibration = torch.tensor(cfg["calibration"])
+    return classifier
 
 
 def read_prompt_config(directory: str | Path) -> dict:
@@ -391,5 +423,5 @@ def load_prompts(directory: str | Path, model: nn.Module, tokenizer) -> PromptCl
         raise ValueError(f"{directory / PROMPT_CONFIG}: base_fingerprint {want} does not match this model "
                          f"({base_fingerprint(model)}): the prompts were trained on another base model")
     prompts = PromptEmbeddings(weight.shape[0], dim, init=weight)
-    return PromptClassifier(model, tokenizer, cfg["pattern"], Verbalizer(cfg["words"], cfg["combine"]),
-                            prompts=prompts, max_length=cfg["max_length"])
+    return apply_prompt_config(PromptClassifier(model, tokenizer, cfg["pattern"], Verbalizer(cfg["words"], cfg["combine"]),
+                                                prompts=prompts, max_length=cfg["max_length"]), cfg)
