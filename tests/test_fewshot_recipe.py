@@ -83,3 +83,19 @@ def test_cli_pet_and_clear_errors(files, capsys):
     assert main(["ptune", "--model", str(files / "base"), "--train", str(files / "train.tsv"),
                  "--out", str(files / "x"), "--pattern", "{mask}{text}"]) == 2
     assert "no {p} slot" in capsys.readouterr().err
+
+
+def test_ptune_on_a_causal_lm_with_the_slot_at_the_end(files):
+    vocab = build_char_vocab(POS + NEG + ["满意总之感觉不很"], min_count=1)
+    cfg = ModelConfig(family="gpt2", vocab_size=len(vocab), hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=48, max_position=64)
+    plmkit.save_pretrained(build_model(cfg), files / "gpt", tokenizer=WordPieceTokenizer(vocab))
+    fs = FewShotConfig(patterns=["{p}{p}{text}{p}{mask}"], steps=40, lr=5e-2, precision="fp32", prompt_tuning=True,
+                       batch_size=10)
+    report = run_fewshot(files / "gpt", files / "gpt-pt", train=files / "train.tsv", valid=files / "valid.tsv",
+                         cfg=fs, progress=False)
+    losses = [json.loads(l)["loss"] for l in (files / "gpt-pt" / "member0" / "metrics.jsonl").read_text().splitlines()
+              if json.loads(l)["split"] == "train"]
+    assert losses[-1] < losses[0]  # the prompts alone lowered the loss of a frozen GPT-2
+    assert not (files / "gpt-pt" / "member0" / "model").exists()
+    assert _predict_accuracy(files, files / "gpt-pt") == pytest.approx(report["ensemble"]["valid_accuracy"])

@@ -33,6 +33,7 @@ class Family:
     config_to_tf: Callable[[ModelConfig], dict[str, Any]] | None = None
     tf_config_file: str = "bert_config.json"  # the config file name releases of this family ship
     tf_checkpoint_name: str = "bert_model.ckpt"  # the prefix save_pretrained(format="tf") writes
+    causal: bool = False  # a decoder-only LM: its LM head is built by default (no with_mlm)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

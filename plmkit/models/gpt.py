@@ -335,13 +335,13 @@ FAMILIES = {
     "gpt": Family(
         name="gpt", build=build_gpt, config_from_hf=gpt_config_from_hf, config_to_hf=gpt_config_to_hf,
         hf_model_types=("openai-gpt",), hf_rules=gpt_hf_rules, hf_prefixes=("transformer.", ""),
-        hf_architecture=_architecture("OpenAIGPT"), tiny=tiny_config,
+        hf_architecture=_architecture("OpenAIGPT"), tiny=tiny_config, causal=True,
         tf_rules=gpt_tf_rules, config_from_tf=gpt_config_from_tf, config_to_tf=gpt_config_to_tf,
         tf_config_file="gpt_config.json", tf_checkpoint_name="gpt_model.ckpt",
     ),
     "gpt2": Family(
         name="gpt2", build=build_gpt2, config_from_hf=gpt2_config_from_hf, config_to_hf=gpt2_config_to_hf,
         hf_model_types=("gpt2",), hf_rules=gpt2_hf_rules, hf_prefixes=("transformer.", ""),
-        hf_architecture=_architecture("GPT2"), tiny=lambda: tiny_config("gpt2"),
+        hf_architecture=_architecture("GPT2"), tiny=lambda: tiny_config("gpt2"), causal=True,
     ),
 }

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..convert.files import save_json
 from ..data import DataError, Examples, mask_tokens, read_examples
-from ..pretrained import from_pretrained, save_pretrained
+from ..pretrained import from_pretrained, open_checkpoint, save_pretrained
 from ..tasks.pet import (Pattern, PromptClassifier, PromptEmbeddings, Verbalizer, calibration_field,
                          apply_prompt_config, load_prompts, prompt_loss, read_prompt_config, save_prompts)
 from ..tokenizers import load_tokenizer
@@ -129,6 +129,11 @@ def _loss(kind: str, weight: float):
     return loss_fn
 
 
+def load_language_model(path: str | Path):
+    """The model with its language-model head: the MLM head of an encoder, a causal LM's own head."""
+    return from_pretrained(path, with_mlm=not open_checkpoint(path).family.causal)
+
+
 def _init_prompts(model, n: int, seed: int) -> PromptEmbeddings:
     """Rows of the token table drawn at random (seeded): prompts start where real tokens live."""
     table = model.embeddings.token.weight.detach()
@@ -138,7 +143,7 @@ def _init_prompts(model, n: int, seed: int) -> PromptEmbeddings:
 
 
 def _member(model_path: str | Path, tokenizer, pattern: str, cfg: FewShotConfig, seed: int) -> PromptClassifier:
-    model = from_pretrained(model_path, with_mlm=True)
+    model = load_language_model(model_path)
     verbalizer = Verbalizer(cfg.words, cfg.combine)
     n = Pattern(pattern).num_prompts
     prompts = _init_prompts(model, n, seed) if n else None
@@ -210,7 +215,7 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
     for i, pattern in enumerate(cfg.patterns):
         member_dir = work / f"member{i}"
         if rows is None:  # zero-shot: every pattern reads the same untouched model
-            zero_shot_model = zero_shot_model or from_pretrained(model_path, with_mlm=True)
+            zero_shot_model = zero_shot_model or load_language_model(model_path)
             clf = PromptClassifier(zero_shot_model, tokenizer, pattern, Verbalizer(cfg.words, cfg.combine),
                                    max_length=cfg.max_length)
         else:
@@ -272,7 +277,7 @@ class FewShotClassifier:
             if not Path(model_dir).exists():
                 raise FileNotFoundError(f"{member / 'prompt.json'}: base model {model_dir} does not exist "
                                         "(pass the base model's directory)")
-            model = from_pretrained(model_dir, with_mlm=True)
+            model = load_language_model(model_dir)
             tokenizer = load_tokenizer(model_dir)
             if (member / "prompts.safetensors").exists():
                 self.members.append(load_prompts(member, model, tokenizer))
