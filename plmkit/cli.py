@@ -271,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude", nargs="*", default=[], help="labelled files whose texts must not be pretrained on")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     from plmkit.recipes.pretrain import PretrainConfig
-    import dataclasses
     for f in dataclasses.fields(PretrainConfig):
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
                        help=f"default {f.default}")

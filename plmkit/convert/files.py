@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 import torch
 
 from .namemap import CheckpointError
+
+from .atomic import atomic_write  # noqa: F401  (re-exported: plmkit.convert.files.atomic_write)
 
 
 class TensorSource:
@@ -95,21 +95,6 @@ def open_hf_weights(directory: Path) -> TensorSource:
             files = {n: single_path for n in cache[single_path]}
         return TensorSource(files, read, str(index if index.exists() else single_path))
     raise FileNotFoundError(f"{directory}: no model.safetensors, pytorch_model.bin or shard index found")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run write(tmp) on a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_safetensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:

@@ -18,12 +18,12 @@ import glob
 import mmap
 import os
 import re
-import secrets
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
 from . import crc32c
+from .atomic import atomic_write
 from .tf_bundle import (
     DT_BFLOAT16,
     DT_STRING,
@@ -609,29 +609,13 @@ def _string_payload(arr: np.ndarray) -> tuple[list[bytes], int]:
     return [lengths, length_crc, *items], crc
 
 
-def _open_temp(path: str) -> tuple[int, str]:
-    """A new temp file beside `path`, mode 0666 minus umask like an ordinary file."""
-    while True:
-        tmp = f"{path}.tmp-{secrets.token_hex(6)}"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-
-
 def _write_atomic_bytes(path: str, chunks: list[bytes]) -> None:
-    fd, tmp = _open_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp) -> None:
+        with open(tmp, "wb") as f:
             for c in chunks:
                 f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def write_tf_checkpoint(
@@ -662,11 +646,11 @@ def write_tf_checkpoint(
             raise ValueError(f"invalid tensor name {name!r}: must be a non-empty str not starting with NUL")
 
     data_path = data_filename(prefix, 0, 1)
-    fd, tmp_data = _open_temp(data_path)
     entries: list[tuple[bytes, bytes]] = []
-    try:
+
+    def write_data(tmp) -> None:
         offset = 0
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             for name in names:
                 value = tensors[name]
                 if isinstance(dtypes, str):
@@ -689,16 +673,11 @@ def write_tf_checkpoint(
                                     size=size, crc32c=crc32c.mask(crc))
                 entries.append((_key_bytes(name), encode_entry(entry)))
                 offset += size
-            f.flush()
-            os.fsync(f.fileno())
-        header = encode_header(BundleHeader(num_shards=1, endianness=0, producer=1))
-        index = build_table([(b"", header), *entries], block_size=block_size, compress=index_compressor)
-        # Data first, index last: a reader never sees an index without its data.
-        os.replace(tmp_data, data_path)
-    except BaseException:
-        if os.path.exists(tmp_data):
-            os.unlink(tmp_data)
-        raise
+
+    # Data first, index last: a reader never sees an index without its data.
+    atomic_write(data_path, write_data)
+    header = encode_header(BundleHeader(num_shards=1, endianness=0, producer=1))
+    index = build_table([(b"", header), *entries], block_size=block_size, compress=index_compressor)
     _write_atomic_bytes(prefix + ".index", [index])
     if state_file:
         base = os.path.basename(prefix)
