@@ -131,13 +131,13 @@ def _is_number(s: str | None) -> bool:
         return False
 
 
-def encode_labels(data: Examples, names: Sequence[str]) -> list[int]:
-    """Label ids; a label the training set never had raises, naming file and line."""
+def encode_labels(data: Examples, names: Sequence[str], unknown: str = "never appears in the training set") -> list[int]:
+    """Label ids; a label outside `names` raises, naming file and line (`unknown` says why it is unknown)."""
     index = {n: i for i, n in enumerate(names)}
     ids = []
     for label, line in zip(data.labels, data.lines):
         if label not in index:
-            raise DataError(f"{data.source}: line {line}: label {label!r} never appears in the training set "
+            raise DataError(f"{data.source}: line {line}: label {label!r} {unknown} "
                             f"(known labels: {list(names)})")
         ids.append(index[label])
     return ids

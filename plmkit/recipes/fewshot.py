@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..convert.files import save_json
-from ..data import DataError, Examples, mask_tokens, read_examples
+from ..data import Examples, encode_labels, mask_tokens, read_examples
 from ..pretrained import from_pretrained, open_checkpoint, save_pretrained
 from ..tasks.pet import (Pattern, PromptClassifier, PromptEmbeddings, Verbalizer, calibration_field,
                          apply_prompt_config, load_prompts, prompt_loss, read_prompt_config, save_prompts)
@@ -80,14 +80,7 @@ def sample_examples(data: Examples, n: int, seed: int) -> Examples:
 
 
 def _label_ids(data: Examples, labels: list[str]) -> list[int]:
-    index = {n: i for i, n in enumerate(labels)}
-    out = []
-    for label, line in zip(data.labels, data.lines):
-        if label not in index:
-            raise DataError(f"{data.source}: line {line}: label {label!r} has no word in the verbalizer "
-                            f"(labels with words: {labels})")
-        out.append(index[label])
-    return out
+    return encode_labels(data, labels, unknown="has no word in the verbalizer")
 
 
 class _Collate:
