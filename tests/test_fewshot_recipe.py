@@ -11,6 +11,7 @@ from plmkit.config import ModelConfig
 from plmkit.data import DataError, build_char_vocab
 from plmkit.models import build_model
 from plmkit.recipes.fewshot import FewShotClassifier, FewShotConfig, run_fewshot
+from plmkit.recipes.finetune import predict_file
 from plmkit.tokenizers import WordPieceTokenizer
 
 POS = ["这本书很好看", "电影真的好", "质量好很满意", "好用很喜欢", "物流快好评"]
@@ -36,7 +37,11 @@ def _predict_accuracy(tmp_path, model_dir):
                  "--out", str(tmp_path / "pred.jsonl")]) == 0
     rows = [json.loads(l) for l in (tmp_path / "pred.jsonl").read_text(encoding="utf-8").splitlines()]
     gold = ["1"] * len(POS) + ["0"] * len(NEG)
-    return sum(r["label"] == g for r, g in zip(rows, gold)) / len(gold)
+    accuracy = sum(r["label"] == g for r, g in zip(rows, gold)) / len(gold)
+    # the headerless text<TAB>label file is scored by predict itself too
+    scored = predict_file(model_dir, tmp_path / "valid.tsv", tmp_path / "pred2.jsonl")
+    assert scored["accuracy"] == pytest.approx(accuracy)
+    return accuracy
 
 
 def test_zero_shot_pet_needs_no_training_and_predict_agrees(files):

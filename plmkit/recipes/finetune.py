@@ -187,6 +187,8 @@ def _chunks(path: Path, text_col: str, pair_col: str | None, label_col: str | No
                     columns = row
                     continue
                 columns = [text_col] + ([pair_col] if pair_col else [])
+                if label_col and len(row) > len(columns):  # headerless text<TAB>label, as read_examples reads it
+                    columns.append(label_col)
             row = dict(zip(columns, row))
         if text_col not in row:
             raise DataError(f"{path}: line {n}: no field {text_col!r}")
