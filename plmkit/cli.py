@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     from plmkit.recipes.pretrain import PretrainConfig
     for f in dataclasses.fields(PretrainConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
+        kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
                        help=f"default {f.default}")
     p.set_defaults(func=cmd_pretrain)
 

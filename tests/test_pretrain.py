@@ -35,3 +35,18 @@ def test_tiny_run_exports_a_model_that_loads_and_resumes(tmp_path):
     batch = tok(["今天天气很好"])
     assert model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits.shape == (1, 8, tok.vocab_size)
     assert all(v.dtype == torch.float32 for v in model.state_dict().values())  # stored fp16, loaded fp32
+
+
+def test_whole_word_switch_masks_words_or_single_characters():
+    from plmkit.recipes.pretrain import MLMBatches
+
+    tok = char_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("一二三四五六七八"))
+    ids = [2] + [5 + i % 8 for i in range(60)] + [3]
+    word = [0] + [1] * 60 + [61]  # one word of 60 characters
+    torch.manual_seed(0)
+    counts = {}
+    for whole in (True, False):
+        picked = [int((MLMBatches(tok, 0.5, whole)([(ids, word)])["labels"] != -100).sum()) for _ in range(20)]
+        counts[whole] = picked
+    assert set(counts[True]) <= {0, 60} and 60 in counts[True]  # the word is masked all or nothing
+    assert all(0 < c < 60 for c in counts[False])  # characters are drawn one by one

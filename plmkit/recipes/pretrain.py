@@ -49,6 +49,7 @@ class PretrainConfig:
     steps: int = 2500  # the length of the learning-rate schedule
     stop_after: int = 0  # stop (and export) after this many steps; 0: run the whole schedule
     mask_prob: float = 0.15
+    whole_word: bool = True  # mask whole words (segmented corpora, or jieba); False: single characters
     precision: str = "bf16"
     seed: int = 0
 
@@ -127,11 +128,11 @@ def pack(lines: list[list[str]], tokenizer: WordPieceTokenizer, max_length: int)
 class MLMBatches:
     """Collate packed sequences into padded, dynamically masked batches."""
 
-    def __init__(self, tokenizer: WordPieceTokenizer, mask_prob: float) -> None:
+    def __init__(self, tokenizer: WordPieceTokenizer, mask_prob: float, whole_word: bool = True) -> None:
         self.pad, self.mask = tokenizer.token_to_id("[PAD]"), tokenizer.token_to_id("[MASK]")
         self.vocab_size = tokenizer.vocab_size
         self.special_ids = torch.tensor([tokenizer.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]")])
-        self.mask_prob = mask_prob
+        self.mask_prob, self.whole_word = mask_prob, whole_word
 
     def __call__(self, items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         T = max(len(i) for i, _ in items)
@@ -142,7 +143,7 @@ class MLMBatches:
             word[b, : len(w)] = torch.tensor(w)
         special = torch.isin(ids, self.special_ids)
         masked, labels = mask_tokens(ids, mask_id=self.mask, vocab_size=self.vocab_size, special=special,
-                                     prob=self.mask_prob, word_ids=word)
+                                     prob=self.mask_prob, word_ids=word if self.whole_word else None)
         return {"input_ids": masked, "attention_mask": (ids != self.pad).long(), "labels": labels}
 
 
@@ -182,7 +183,7 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     model = build_model(config, with_mlm=True, with_pool=True)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(seqs, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                                         collate_fn=MLMBatches(tokenizer, cfg.mask_prob), drop_last=True)
+                                         collate_fn=MLMBatches(tokenizer, cfg.mask_prob, cfg.whole_word), drop_last=True)
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lambda_scheduler(optimizer, warmup_linear(int(cfg.steps * cfg.warmup), cfg.steps))
     trainer = Trainer(model, mlm_loss, optimizer, scheduler, max_grad_norm=1.0, precision=cfg.precision,
