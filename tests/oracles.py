@@ -29,3 +29,22 @@ def padded_batch(vocab: int, type_vocab: int, B: int = 3, T: int = 11, pad: int 
         ids[b, n:] = pad
     types = torch.randint(0, max(type_vocab, 1), (B, T), generator=g) * mask
     return ids, types, mask
+
+
+def logits_parity_and_round_trip(hf, ours, hf_cls, batch, tmp_path, shape):
+    """`ours` gives `hf`'s logits on `batch` (ids, types, mask) within 1e-5; saved by plmkit, `hf_cls`
+    reads it back to the same logits. Returns the model transformers read back."""
+    import plmkit
+
+    def run(model):
+        ids, types, mask = batch
+        with torch.no_grad():
+            return model(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+
+    ref, out = run(hf), run(ours)
+    assert out.shape == ref.shape == shape
+    assert (out - ref).abs().max() <= 1e-5
+    plmkit.save_pretrained(ours, tmp_path / "ours")
+    back = hf_cls.from_pretrained(tmp_path / "ours").eval()
+    assert (run(back) - out).abs().max() <= 1e-5
+    return back

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import plmkit
-from oracles import padded_batch as _batch, random_hf_model
+from oracles import logits_parity_and_round_trip, padded_batch as _batch, random_hf_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -46,13 +46,9 @@ def test_electra_model_parity(cfg, tmp_path):
 def test_electra_discriminator_parity_and_round_trip(cfg, tmp_path):
     hf = _hf(transformers.ElectraForPreTraining, cfg, tmp_path / "hf")
     ours = plmkit.from_pretrained(tmp_path / "hf", with_rtd=True)
-    ids, types, mask = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
-    ref, out = _run(hf, ids, types, mask).logits, _run(ours, ids, types, mask).logits
-    assert out.shape == ref.shape == ids.shape  # one logit per token
-    assert (out - ref).abs().max() <= 1e-5
-    plmkit.save_pretrained(ours, tmp_path / "ours")
-    back = transformers.ElectraForPreTraining.from_pretrained(tmp_path / "ours").eval()
-    assert (_run(back, ids, types, mask).logits - out).abs().max() <= 1e-5
+    batch = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
+    logits_parity_and_round_trip(hf, ours, transformers.ElectraForPreTraining, batch, tmp_path,
+                                 batch[0].shape)  # one logit per token
     enc = plmkit.from_pretrained(tmp_path / "hf")  # the head not asked for is skipped and reported
     assert sorted(enc.load_report.skipped_heads) == sorted(
         f"discriminator_predictions.{n}.{w}" for n in ("dense", "dense_prediction") for w in ("weight", "bias"))
@@ -62,14 +58,10 @@ def test_electra_discriminator_parity_and_round_trip(cfg, tmp_path):
 def test_electra_generator_parity_and_round_trip(cfg, tmp_path):
     hf = _hf(transformers.ElectraForMaskedLM, cfg, tmp_path / "hf")
     ours = plmkit.from_pretrained(tmp_path / "hf", with_mlm=True)
-    ids, types, mask = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
-    ref, out = _run(hf, ids, types, mask).logits, _run(ours, ids, types, mask).logits
-    assert out.shape == ref.shape == (3, 11, cfg["vocab_size"])
-    assert (out - ref).abs().max() <= 1e-5
-    plmkit.save_pretrained(ours, tmp_path / "ours")
-    back = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / "ours").eval()
+    batch = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
+    back = logits_parity_and_round_trip(hf, ours, transformers.ElectraForMaskedLM, batch, tmp_path,
+                                        (3, 11, cfg["vocab_size"]))
     assert back.config.embedding_size == cfg["embedding_size"]
-    assert (_run(back, ids, types, mask).logits - out).abs().max() <= 1e-5
 
 
 def test_electra_lm_matches_hf_decoder_and_unilm_identity(tmp_path):
