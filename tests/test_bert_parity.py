@@ -3,8 +3,7 @@ import pytest
 import torch
 
 import plmkit
-from oracles import padded_batch as _batch, random_hf_model
-from plmkit.convert.namemap import CheckpointError
+from oracles import logits_parity_and_round_trip, padded_batch as _batch, random_hf_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -44,18 +43,10 @@ def test_bert_model_parity(cfg, safe, tmp_path):
 def test_bert_mlm_parity_and_round_trip(cfg, tmp_path):
     hf = _hf(transformers.BertForMaskedLM, transformers.BertConfig, cfg, tmp_path / "hf")
     ours = plmkit.from_pretrained(tmp_path / "hf", with_mlm=True)
-    ids, types, mask = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
-    with torch.no_grad():
-        ref = hf(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
-        out = ours(ids, token_type_ids=types, attention_mask=mask)
-    assert out.logits.shape == ref.shape
-    assert (out.logits - ref).abs().max() <= 1e-5
-    # round trip: plmkit writes, transformers reads, same outputs
-    plmkit.save_pretrained(ours, tmp_path / "ours")
-    back = transformers.BertForMaskedLM.from_pretrained(tmp_path / "ours").eval()
-    with torch.no_grad():
-        again = back(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
-    assert (again - out.logits).abs().max() <= 1e-5
+    batch = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
+    # and the round trip: plmkit writes, transformers reads, same outputs
+    logits_parity_and_round_trip(hf, ours, transformers.BertForMaskedLM, batch, tmp_path,
+                                 (3, 11, cfg["vocab_size"]))
 
 
 def test_bert_pretraining_heads(tmp_path):

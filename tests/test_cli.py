@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import torch
 
 import plmkit
 from plmkit.cli import main

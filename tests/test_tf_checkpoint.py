@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import shutil
-import struct
 
 import numpy as np
 import pytest
