@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..modules.linear import linear
+from ..modules.heads import TiedLMHead
 
 from ..config import ConfigError, ModelConfig
 from ..convert.namemap import Rule
@@ -48,17 +48,6 @@ class DecoderEmbeddings(nn.Module):
         if token_type_ids is not None:
             x = x + self.token(token_type_ids)
         return self.dropout(x)
-
-
-class TiedLMHead(nn.Module):
-    """hidden ─► (token embeddings)ᵀ: next-token logits, no bias, no parameters of its own."""
-
-    def __init__(self, embedding: nn.Embedding) -> None:
-        super().__init__()
-        self.embedding = [embedding]  # a list hides it from the module tree: the weight is the token table's
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return linear(hidden, self.embedding[0].weight)  # (B, T, V)
 
 
 def _check_options(family: str, with_mlm: bool, with_pool: bool, with_nsp: bool, application: str) -> None:

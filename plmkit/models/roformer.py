@@ -30,8 +30,8 @@ from ..modules.blocks import PostNormBlock
 from ..modules.embeddings import Embeddings
 from ..modules.encoder import Encoder
 from ..modules.feedforward import FeedForward
-from ..modules.heads import MLMHead, NSPHead, Pooler
-from ..modules.linear import Linear, linear
+from ..modules.heads import MLMHead, NSPHead, Pooler, TiedLMHead
+from ..modules.linear import Linear
 from ..modules.rotary import RotaryEmbedding
 from . import Family
 from . import bert
@@ -53,21 +53,6 @@ class ScaleFreeNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"eps={self.eps:g}"
-
-
-class TiedLMHead(nn.Module):
-    """[dense to embedding size] ─► dropout ─► (tied token embeddings)ᵀ, no bias (RoFormer-v2's MLM head)."""
-
-    def __init__(self, embedding: nn.Embedding, dropout: float, in_size: int | None = None) -> None:
-        super().__init__()
-        dim = embedding.weight.shape[1]
-        self.dense = Linear(in_size, dim, bias=False) if in_size is not None and in_size != dim else None
-        self.dropout = nn.Dropout(dropout)
-        self.embedding = [embedding]  # a list hides it from the module tree: the weight is the token table's
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        h = self.dense(hidden) if self.dense is not None else hidden
-        return linear(self.dropout(h), self.embedding[0].weight)  # (B, T, V)
 
 
 def build_roformer(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,

@@ -36,6 +36,22 @@ class MLMHead(nn.Module):
         return linear(h, self.embedding[0].weight, self.bias)  # (B, T, V)
 
 
+class TiedLMHead(nn.Module):
+    """[dense to embedding size] ─► dropout ─► (tied token embeddings)ᵀ, no bias, no weight of its own
+    but the optional dense: GPT / GPT-2's LM head (plain) and RoFormer-v2's MLM head."""
+
+    def __init__(self, embedding: nn.Embedding, dropout: float = 0.0, in_size: int | None = None) -> None:
+        super().__init__()
+        dim = embedding.weight.shape[1]
+        self.dense = Linear(in_size, dim, bias=False) if in_size is not None and in_size != dim else None
+        self.dropout = nn.Dropout(dropout)
+        self.embedding = [embedding]  # a list hides it from the module tree: the weight is the token table's
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = self.dense(hidden) if self.dense is not None else hidden
+        return linear(self.dropout(h), self.embedding[0].weight)  # (B, T, V)
+
+
 class NSPHead(nn.Module):
     """Next-sentence prediction: pooled output ─► 2 logits."""
 
