@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from .vocab import simplify_vocab
-from .wordpiece import CONFIG_FILE, VOCAB_FILE, WordPieceTokenizer
+from .wordpiece import CONFIG_FILE, VOCAB_FILE, WordPieceTokenizer, read_json_object
 
 __all__ = ["WordPieceTokenizer", "load_tokenizer", "simplify_vocab"]
 
@@ -30,13 +29,7 @@ _NO_LIMIT = 10**12
 
 def _read_config(path: str) -> dict[str, Any]:
     """WordPiece settings from a tokenizer_config.json; unrelated fields are ignored."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path} must hold a JSON object, found {type(raw).__name__}")
+    raw = read_json_object(path)
     out: dict[str, Any] = {}
     for field, types in _WORDPIECE_FIELDS.items():
         if field not in raw:

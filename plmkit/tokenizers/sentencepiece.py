@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .wordpiece import _as_text_list  # one validation of text inputs for both tokenizers
+from .wordpiece import batch_inputs, read_json_object  # one validation for both tokenizers
 
 SPIECE_FILE = "spiece.model"
 CONFIG_FILE = "tokenizer_config.json"
@@ -220,17 +220,8 @@ class SentencePieceTokenizer:
         ``padding``: True or "longest" pads on the right to the longest sequence, "max_length"
         pads to ``max_length``, False requires equal lengths.
         """
-        texts_list = _as_text_list(texts, "texts")
-        pairs_list = None if pairs is None else _as_text_list(pairs, "pairs")
-        if pairs_list is not None and len(pairs_list) != len(texts_list):
-            raise ValueError(f"pairs has {len(pairs_list)} texts but texts has {len(texts_list)}")
-        if padding not in (True, False, "longest", "max_length"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', found {padding!r}")
-        if padding == "max_length" and max_length is None:
-            raise ValueError("padding='max_length' needs max_length")
-        n_special = self._n_special(pairs_list is not None)
-        if max_length is not None and max_length < n_special:
-            raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
+        n_special = self._n_special(pairs is not None)
+        texts_list, pairs_list = batch_inputs(texts, pairs, padding, max_length, n_special)
         pieces = self._pieces_of(texts_list + (pairs_list or []))
         rows, segments = [], []
         for k in range(len(texts_list)):
@@ -402,17 +393,6 @@ _T5_CLASSES = ("T5Tokenizer", "T5TokenizerFast", "MT5Tokenizer", "MT5TokenizerFa
 _ALBERT_CLASSES = ("AlbertTokenizer", "AlbertTokenizerFast")
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
-    return data
-
-
 def _kind(model_file: str, tok_cfg: dict[str, Any], directory: str) -> str:
     """'t5' or 'albert': from tokenizer_config.json, else config.json's model_type, else the pieces."""
     cls = tok_cfg.get("tokenizer_class")
@@ -422,7 +402,7 @@ def _kind(model_file: str, tok_cfg: dict[str, Any], directory: str) -> str:
         return "albert"
     config_path = os.path.join(directory, "config.json")
     if os.path.isfile(config_path):
-        model_type = _read_json(config_path).get("model_type")
+        model_type = read_json_object(config_path).get("model_type")
         if model_type in ("t5", "mt5"):
             return "t5"
         if model_type == "albert":
@@ -448,7 +428,7 @@ def load_sentencepiece(model_file: str | os.PathLike, kind: str | None = None,
     model_file = os.fspath(model_file)
     directory = os.path.dirname(model_file) or "."
     config_path = os.path.join(directory, CONFIG_FILE)
-    tok_cfg = _read_json(config_path) if os.path.isfile(config_path) else {}
+    tok_cfg = read_json_object(config_path) if os.path.isfile(config_path) else {}
     kind = kind or _kind(model_file, tok_cfg, directory)
     if kind not in ("t5", "albert"):
         raise ValueError(f"kind must be 't5' or 'albert', found {kind!r}")

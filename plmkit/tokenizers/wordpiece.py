@@ -266,17 +266,7 @@ class WordPieceTokenizer:
         ``offset_mapping`` (B, T, 2): character spans in each sequence's own text, (0, 0) for
         special and padding positions.
         """
-        texts_list = _as_text_list(texts, "texts")
-        pairs_list = None if pairs is None else _as_text_list(pairs, "pairs")
-        if pairs_list is not None and len(pairs_list) != len(texts_list):
-            raise ValueError(f"pairs has {len(pairs_list)} texts but texts has {len(texts_list)}")
-        if padding not in (True, False, "longest", "max_length"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', found {padding!r}")
-        if padding == "max_length" and max_length is None:
-            raise ValueError("padding='max_length' needs max_length")
-        n_special = 2 if pairs_list is None else 3
-        if max_length is not None and max_length < n_special:
-            raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
+        texts_list, pairs_list = batch_inputs(texts, pairs, padding, max_length, 2 if pairs is None else 3)
         inputs: list[Any] = texts_list if pairs_list is None else list(zip(texts_list, pairs_list))
 
         with self._lock:
@@ -367,6 +357,33 @@ class WordPieceTokenizer:
         return (f"WordPieceTokenizer(vocab_size={self.vocab_size}, do_lower_case={self.do_lower_case}, "
                 f"strip_accents={self.strip_accents}, tokenize_chinese_chars={self.tokenize_chinese_chars}, "
                 f"vocab_file={self.vocab_file!r})")
+
+
+def read_json_object(path: str) -> dict[str, Any]:
+    """A JSON file that must hold an object (tokenizer and model configs); errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def batch_inputs(texts, pairs, padding, max_length: int | None, n_special: int) -> tuple[list[str], list[str] | None]:
+    """The checked (texts, pairs) of a batch call, shared by both tokenizers' __call__."""
+    texts_list = _as_text_list(texts, "texts")
+    pairs_list = None if pairs is None else _as_text_list(pairs, "pairs")
+    if pairs_list is not None and len(pairs_list) != len(texts_list):
+        raise ValueError(f"pairs has {len(pairs_list)} texts but texts has {len(texts_list)}")
+    if padding not in (True, False, "longest", "max_length"):
+        raise ValueError(f"padding must be True, False, 'longest' or 'max_length', found {padding!r}")
+    if padding == "max_length" and max_length is None:
+        raise ValueError("padding='max_length' needs max_length")
+    if max_length is not None and max_length < n_special:
+        raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
+    return texts_list, pairs_list
 
 
 def _as_text_list(texts: str | Sequence[str], name: str) -> list[str]:
