@@ -36,6 +36,7 @@ from ..modules.heads import MLMHead, NSPHead, Pooler
 from ..modules.linear import Linear
 from ..modules.positions import LearnedPositions
 from . import Family
+from . import bert
 from .bert import hf_encoder_fields, init_weights, post_norm_block
 
 
@@ -241,17 +242,7 @@ def _tf_rules(config: ModelConfig, names, shared: bool) -> tuple[list[Rule], set
                   Rule("embeddings.project.bias", "bert/encoder/embedding_hidden_mapping_in/bias")]
         g = "0" if groups == 1 else "{i}"  # one group read into every layer, or group i into layer i
         rules += _tf_block_rules(o, f"bert/encoder/transformer/group_{g}/inner_group_0/", _GOOGLE_BLOCK)
-    rules += [
-        Rule("pooler.dense.weight", "bert/pooler/dense/kernel", transpose=True),
-        Rule("pooler.dense.bias", "bert/pooler/dense/bias"),
-        Rule("mlm.dense.weight", "cls/predictions/transform/dense/kernel", transpose=True),
-        Rule("mlm.dense.bias", "cls/predictions/transform/dense/bias"),
-        Rule("mlm.norm.weight", "cls/predictions/transform/LayerNorm/gamma"),
-        Rule("mlm.norm.bias", "cls/predictions/transform/LayerNorm/beta"),
-        Rule("mlm.bias", "cls/predictions/output_bias", vocab_rows=True),
-        Rule("nsp.dense.weight", "cls/seq_relationship/output_weights"),  # sentence order, stored [2, H]
-        Rule("nsp.dense.bias", "cls/seq_relationship/output_bias"),
-    ]
+    rules += bert.TF_HEAD_RULES  # nsp is the sentence-order head here
     return [e for r in rules for e in r.expand(config.num_layers, {})], set()
 
 

@@ -138,40 +138,46 @@ def hf_rules(config: ModelConfig, prefix: str, head_prefix: str = "cls.predictio
 
 # ---- original TensorFlow names (google-research/bert; also chinese_roberta_wwm_ext, SimBERT, WoBERT) -----
 
-def _tf_bert_qkv(part: str) -> list[str]:
-    return [f"bert/encoder/layer_{{i}}/attention/self/{n}/{part}" for n in ("query", "key", "value")]
+def tf_layer_rules(L: str) -> list[Rule]:
+    """One google-research/bert layer under the prefix `L` (with {i}): fused qkv from query/key/value,
+    the output, intermediate and LayerNorm variables. BERT, ELECTRA and CDial-GPT store layers so."""
+    qkv = [f"{L}attention/self/{n}" for n in ("query", "key", "value")]
+    rules = [Rule("blocks.{i}.attn.qkv.weight", [f"{q}/kernel" for q in qkv], transpose=True),
+             Rule("blocks.{i}.attn.qkv.bias", [f"{q}/bias" for q in qkv])]
+    for ours, theirs in (("attn.out", "attention/output/dense"), ("ffn.up", "intermediate/dense"),
+                         ("ffn.down", "output/dense")):
+        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/kernel", transpose=True),
+                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/bias")]
+    for ours, theirs in (("attn_norm", "attention/output/LayerNorm"), ("ffn_norm", "output/LayerNorm")):
+        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/gamma"),
+                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/beta")]
+    return rules
+
+
+# pooler, MLM head and NSP (ALBERT: sentence-order) head, as BERT and ALBERT releases name them
+TF_HEAD_RULES = [
+    Rule("pooler.dense.weight", "bert/pooler/dense/kernel", transpose=True),
+    Rule("pooler.dense.bias", "bert/pooler/dense/bias"),
+    Rule("mlm.dense.weight", "cls/predictions/transform/dense/kernel", transpose=True),
+    Rule("mlm.dense.bias", "cls/predictions/transform/dense/bias"),
+    Rule("mlm.norm.weight", "cls/predictions/transform/LayerNorm/gamma"),
+    Rule("mlm.norm.bias", "cls/predictions/transform/LayerNorm/beta"),
+    Rule("mlm.bias", "cls/predictions/output_bias", vocab_rows=True),
+    Rule("nsp.dense.weight", "cls/seq_relationship/output_weights"),  # stored [2, H] already
+    Rule("nsp.dense.bias", "cls/seq_relationship/output_bias"),
+]
 
 
 def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- google-research/bert variable names (kernels are stored [in, out]: transposed)."""
-    L = "bert/encoder/layer_{i}/"
     rules = [
         Rule("embeddings.token.weight", "bert/embeddings/word_embeddings", vocab_rows=True),
         Rule("embeddings.segment.weight", "bert/embeddings/token_type_embeddings"),
         Rule("embeddings.position.weight", "bert/embeddings/position_embeddings"),
         Rule("embeddings.norm.weight", "bert/embeddings/LayerNorm/gamma"),
         Rule("embeddings.norm.bias", "bert/embeddings/LayerNorm/beta"),
-        Rule("blocks.{i}.attn.qkv.weight", _tf_bert_qkv("kernel"), transpose=True),
-        Rule("blocks.{i}.attn.qkv.bias", _tf_bert_qkv("bias")),
-        Rule("blocks.{i}.attn.out.weight", f"{L}attention/output/dense/kernel", transpose=True),
-        Rule("blocks.{i}.attn.out.bias", f"{L}attention/output/dense/bias"),
-        Rule("blocks.{i}.attn_norm.weight", f"{L}attention/output/LayerNorm/gamma"),
-        Rule("blocks.{i}.attn_norm.bias", f"{L}attention/output/LayerNorm/beta"),
-        Rule("blocks.{i}.ffn.up.weight", f"{L}intermediate/dense/kernel", transpose=True),
-        Rule("blocks.{i}.ffn.up.bias", f"{L}intermediate/dense/bias"),
-        Rule("blocks.{i}.ffn.down.weight", f"{L}output/dense/kernel", transpose=True),
-        Rule("blocks.{i}.ffn.down.bias", f"{L}output/dense/bias"),
-        Rule("blocks.{i}.ffn_norm.weight", f"{L}output/LayerNorm/gamma"),
-        Rule("blocks.{i}.ffn_norm.bias", f"{L}output/LayerNorm/beta"),
-        Rule("pooler.dense.weight", "bert/pooler/dense/kernel", transpose=True),
-        Rule("pooler.dense.bias", "bert/pooler/dense/bias"),
-        Rule("mlm.dense.weight", "cls/predictions/transform/dense/kernel", transpose=True),
-        Rule("mlm.dense.bias", "cls/predictions/transform/dense/bias"),
-        Rule("mlm.norm.weight", "cls/predictions/transform/LayerNorm/gamma"),
-        Rule("mlm.norm.bias", "cls/predictions/transform/LayerNorm/beta"),
-        Rule("mlm.bias", "cls/predictions/output_bias", vocab_rows=True),
-        Rule("nsp.dense.weight", "cls/seq_relationship/output_weights"),  # stored [2, H] already
-        Rule("nsp.dense.bias", "cls/seq_relationship/output_bias"),
+        *tf_layer_rules("bert/encoder/layer_{i}/"),
+        *TF_HEAD_RULES,
         Rule("classifier.dense.weight", "output_weights", optional=True),  # run_classifier.py's head
         Rule("classifier.dense.bias", "output_bias", optional=True),
     ]

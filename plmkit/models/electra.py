@@ -26,7 +26,7 @@ from ..modules.linear import Linear, canonical_activation
 from ..modules.positions import LearnedPositions
 from . import Family
 from .bert import hf_rules as bert_hf_rules
-from .bert import hf_encoder_fields, init_weights, post_norm_block
+from .bert import hf_encoder_fields, init_weights, post_norm_block, tf_layer_rules
 
 
 class ReplacedTokenHead(nn.Module):
@@ -98,21 +98,6 @@ def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
 # generator_predictions/{dense, LayerNorm, output_bias}. Which model a load builds is the config's
 # (discriminator_config.json / generator_config.json); the other one's tensors are left out (ignored).
 
-def _tf_layer_rules(scope: str) -> list[Rule]:
-    L = f"{scope}/encoder/layer_{{i}}/"
-    qkv = [f"{L}attention/self/{n}" for n in ("query", "key", "value")]
-    rules = [Rule("blocks.{i}.attn.qkv.weight", [f"{q}/kernel" for q in qkv], transpose=True),
-             Rule("blocks.{i}.attn.qkv.bias", [f"{q}/bias" for q in qkv])]
-    for ours, theirs in (("attn.out", "attention/output/dense"), ("ffn.up", "intermediate/dense"),
-                         ("ffn.down", "output/dense")):
-        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/kernel", transpose=True),
-                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/bias")]
-    for ours, theirs in (("attn_norm", "attention/output/LayerNorm"), ("ffn_norm", "output/LayerNorm")):
-        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/gamma"),
-                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/beta")]
-    return rules
-
-
 _PARTS = {"discriminator": ("electra/encoder/", "electra/embeddings_project/", "discriminator_predictions/"),
           "generator": ("generator/", "generator_predictions/")}
 
@@ -142,7 +127,7 @@ def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
         Rule("embeddings.norm.bias", f"{E}LayerNorm/beta"),
         Rule("embeddings.project.weight", f"{scope}/embeddings_project/kernel", transpose=True),
         Rule("embeddings.project.bias", f"{scope}/embeddings_project/bias"),
-        *_tf_layer_rules(scope),
+        *tf_layer_rules(f"{scope}/encoder/layer_{{i}}/"),
     ]
     if part == "discriminator":
         rules += [Rule("mlm.transform.weight", "discriminator_predictions/dense/kernel", transpose=True),

@@ -25,7 +25,7 @@ from ..modules.feedforward import FeedForward
 from ..modules.positions import LearnedPositions
 from ..modules.prenorm import Decoder, PreNormBlock
 from . import Family
-from .bert import init_weights, post_norm_block
+from .bert import init_weights, post_norm_block, tf_layer_rules
 
 
 class DecoderEmbeddings(nn.Module):
@@ -167,21 +167,11 @@ def gpt2_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str
 
 def gpt_tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
     """Our `gpt` names <- CDial-GPT's TensorFlow variable names (kernels stored [in, out])."""
-    L = "gpt/transformer/layer_{i}/"
-    qkv = [f"{L}attention/self/{n}" for n in ("query", "key", "value")]
     rules = [
         Rule("embeddings.token.weight", "gpt/embeddings/word_embeddings", vocab_rows=True),
         Rule("embeddings.position.weight", "gpt/embeddings/position_embeddings"),
-        Rule("blocks.{i}.attn.qkv.weight", [f"{q}/kernel" for q in qkv], transpose=True),
-        Rule("blocks.{i}.attn.qkv.bias", [f"{q}/bias" for q in qkv]),
+        *tf_layer_rules("gpt/transformer/layer_{i}/"),
     ]
-    for ours, theirs in (("attn.out", "attention/output/dense"), ("ffn.up", "intermediate/dense"),
-                         ("ffn.down", "output/dense")):
-        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/kernel", transpose=True),
-                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/bias")]
-    for ours, theirs in (("attn_norm", "attention/output/LayerNorm"), ("ffn_norm", "output/LayerNorm")):
-        rules += [Rule(f"blocks.{{i}}.{ours}.weight", f"{L}{theirs}/gamma"),
-                  Rule(f"blocks.{{i}}.{ours}.bias", f"{L}{theirs}/beta")]
     return [e for r in rules for e in r.expand(config.num_layers, {})], set()
 
 
