@@ -236,6 +236,13 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_type(default):
+    """argparse type for a config field: its default's type, booleans read from true/false/1/0/yes/no."""
+    if isinstance(default, bool):
+        return lambda v: v.lower() in ("1", "true", "yes")
+    return type(default)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plmkit` command."""
     import dataclasses
@@ -272,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     from plmkit.recipes.pretrain import PretrainConfig
     for f in dataclasses.fields(PretrainConfig):
-        kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
+        kind = _option_type(f.default)
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
                        help=f"default {f.default}")
     p.set_defaults(func=cmd_pretrain)
@@ -346,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in dataclasses.fields(ClueConfig):
         if f.name in ("progress",):
             continue
-        kind = {bool: lambda v: v.lower() in ("1", "true", "yes")}.get(type(f.default), type(f.default))
+        kind = _option_type(f.default)
         if f.default is None:
             kind = str if f.name in ("device", "ner_head") else int
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,

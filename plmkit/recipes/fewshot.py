@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from ..convert.files import save_json
 from ..data import Examples, encode_labels, mask_tokens, read_examples
 from ..pretrained import from_pretrained, open_checkpoint, save_pretrained
-from ..tasks.pet import (Pattern, PromptClassifier, PromptEmbeddings, Verbalizer, calibration_field,
-                         apply_prompt_config, load_prompts, prompt_loss, read_prompt_config, save_prompts)
+from ..tasks.pet import (PROMPTS_FILE, Pattern, PromptClassifier, PromptEmbeddings, Verbalizer,
+                         classifier_from_config, load_prompts, prompt_config, prompt_loss, read_prompt_config,
+                         save_prompts)
 from ..tokenizers import load_tokenizer
 from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
 
@@ -240,15 +241,12 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
 def _save_member(clf: PromptClassifier, member_dir: Path, base: str | Path, trained: bool) -> None:
     member_dir.mkdir(parents=True, exist_ok=True)
     lm_trained = trained and any(p.requires_grad for p in clf.model.parameters())
-    config = {"pattern": clf.pattern.template, "words": dict(clf.verbalizer.words),
-              "combine": clf.verbalizer.combine, "max_length": clf.max_length,
-              "base": "model" if lm_trained else str(Path(base).resolve()), **calibration_field(clf)}
+    where = {"base": "model" if lm_trained else str(Path(base).resolve())}
     if clf.prompts is not None:
-        save_prompts(clf, member_dir, extra={"base": config["base"]})
+        save_prompts(clf, member_dir, extra=where)
     else:
-        save_json(config, member_dir / "prompt.json")
+        save_json({**prompt_config(clf), **where}, member_dir / "prompt.json")
     if lm_trained:
-        clf.model.requires_grad_(True)
         save_pretrained(clf.model, member_dir / "model", tokenizer=clf.tokenizer)
 
 
@@ -272,12 +270,10 @@ class FewShotClassifier:
                                         "(pass the base model's directory)")
             model = load_language_model(model_dir)
             tokenizer = load_tokenizer(model_dir)
-            if (member / "prompts.safetensors").exists():
+            if (member / PROMPTS_FILE).exists():
                 self.members.append(load_prompts(member, model, tokenizer))
             else:
-                self.members.append(apply_prompt_config(PromptClassifier(
-                    model, tokenizer, cfg["pattern"], Verbalizer(cfg["words"], cfg["combine"]),
-                    max_length=cfg["max_length"]), cfg))
+                self.members.append(classifier_from_config(cfg, model, tokenizer))
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                 batch_size: int = 64) -> list[tuple[str, list[float]]]:

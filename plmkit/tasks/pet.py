@@ -35,7 +35,7 @@ from torch import nn
 from ..convert.files import atomic_write, save_json
 
 __all__ = ["Pattern", "Verbalizer", "PromptEmbeddings", "PromptClassifier", "prompt_loss", "save_prompts",
-           "load_prompts", "apply_prompt_config", "PROMPTS_FILE", "PROMPT_CONFIG"]
+           "load_prompts", "prompt_config", "classifier_from_config", "PROMPTS_FILE", "PROMPT_CONFIG"]
 
 PROMPTS_FILE = "prompts.safetensors"
 PROMPT_CONFIG = "prompt.json"
@@ -367,21 +367,25 @@ def save_prompts(classifier: PromptClassifier, out_dir: str | Path, extra: dict 
     out.mkdir(parents=True, exist_ok=True)
     weight = classifier.prompts.weight.detach().cpu().contiguous()
     atomic_write(out / PROMPTS_FILE, lambda tmp: save_file({"prompts": weight}, str(tmp)))
-    save_json({"pattern": classifier.pattern.template, "words": dict(classifier.verbalizer.words),
-               "combine": classifier.verbalizer.combine, "max_length": classifier.max_length,
-               "num_prompts": int(weight.shape[0]), "dim": int(weight.shape[1]),
-               "base_fingerprint": base_fingerprint(classifier.model), **calibration_field(classifier),
-               **(extra or {})}, out / PROMPT_CONFIG)
+    save_json({**prompt_config(classifier), "num_prompts": int(weight.shape[0]), "dim": int(weight.shape[1]),
+               "base_fingerprint": base_fingerprint(classifier.model), **(extra or {})}, out / PROMPT_CONFIG)
     return out
 
 
-def calibration_field(classifier: PromptClassifier) -> dict:
-    c = classifier.calibration
-    return {} if c is None else {"calibration": [float(v) for v in c]}
+def prompt_config(classifier: PromptClassifier) -> dict:
+    """What a prompt.json records of a classifier: pattern, words, scoring, length, calibration."""
+    cfg = {"pattern": classifier.pattern.template, "words": dict(classifier.verbalizer.words),
+           "combine": classifier.verbalizer.combine, "max_length": classifier.max_length}
+    if classifier.calibration is not None:
+        cfg["calibration"] = [float(v) for v in classifier.calibration]
+    return cfg
 
 
-def apply_prompt_config(classifier: PromptClassifier, cfg: dict) -> PromptClassifier:
-    """Restore what a prompt.json holds beyond the pattern and words (the calibration)."""
+def classifier_from_config(cfg: dict, model: nn.Module, tokenizer,
+                           prompts: PromptEmbeddings | None = None) -> PromptClassifier:
+    """The PromptClassifier a prompt.json describes, over `model` (the inverse of prompt_config)."""
+    classifier = PromptClassifier(model, tokenizer, cfg["pattern"], Verbalizer(cfg["words"], cfg["combine"]),
+                                  prompts=prompts, max_length=cfg["max_length"])
     if cfg.get("calibration") is not None:
         if len(cfg["calibration"]) != len(classifier.word_ids):
             raise ValueError(f"{PROMPT_CONFIG}: calibration has {len(cfg['calibration'])} values for "
@@ -422,6 +426,4 @@ def load_prompts(directory: str | Path, model: nn.Module, tokenizer) -> PromptCl
     if want is not None and want != base_fingerprint(model):
         raise ValueError(f"{directory / PROMPT_CONFIG}: base_fingerprint {want} does not match this model "
                          f"({base_fingerprint(model)}): the prompts were trained on another base model")
-    prompts = PromptEmbeddings(weight.shape[0], dim, init=weight)
-    return apply_prompt_config(PromptClassifier(model, tokenizer, cfg["pattern"], Verbalizer(cfg["words"], cfg["combine"]),
-                                                prompts=prompts, max_length=cfg["max_length"]), cfg)
+    return classifier_from_config(cfg, model, tokenizer, PromptEmbeddings(weight.shape[0], dim, init=weight))
