@@ -50,3 +50,44 @@ def test_whole_word_switch_masks_words_or_single_characters():
         counts[whole] = picked
     assert set(counts[True]) <= {0, 60} and 60 in counts[True]  # the word is masked all or nothing
     assert all(0 < c < 60 for c in counts[False])  # characters are drawn one by one
+
+
+def test_masked_position_loss_equals_the_full_logits_loss():
+    # The head runs on the masked positions only; the loss must be the cross-entropy of the full
+    # (B, T, V) logits over the positions whose label is not -100.
+    from plmkit.recipes.pretrain import MLMBatches, masked_positions, mlm_loss
+
+    labels = torch.tensor([[-100, 7, -100, 9], [-100, -100, -100, -100], [5, -100, 6, 8]])
+    positions, targets = masked_positions(labels)
+    assert positions.tolist() == [[1, 3, 0], [0, 0, 0], [0, 2, 3]]
+    assert targets.tolist() == [[7, 9, -100], [-100, -100, -100], [5, 6, 8]]
+
+    tok = char_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("一二三四五六七八九十"))
+    items = [pack([list("一二三四五六七八九十" * 2)], tok, 24)[0], pack([list("三四五")], tok, 24)[0]]
+    torch.manual_seed(1)
+    batch = MLMBatches(tok, 0.3, whole_word=False)(items)
+    config = plmkit.ModelConfig(family="bert", vocab_size=tok.vocab_size, hidden_size=16, num_layers=1,
+                                num_heads=2, intermediate_size=24, max_position=32)
+    model = plmkit.build_model(config, with_mlm=True).eval()
+    loss, count = mlm_loss(model, batch)
+    full = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = torch.nn.functional.cross_entropy(full.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100,
+                                                 reduction="sum")
+    assert count == (batch["labels"] != -100).sum() > 0
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_init_continues_from_a_model_with_its_vocabulary(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["今天/t  天气/n  很/d  好/a", "我们/r  去/v  公园/n  散步/v"] * 40), encoding="utf-8")
+    base = pretrain([corpus], tmp_path / "base", PretrainConfig(
+        hidden_size=16, num_layers=1, num_heads=2, intermediate_size=24, max_position=32, max_length=16,
+        vocab_min_count=1, batch_size=8, steps=2, precision="fp32"), progress=False)
+    other = tmp_path / "other.txt"  # new characters are not added: the base vocabulary is kept
+    other.write_text("\n".join(["明天下雨了"] * 80), encoding="utf-8")
+    cont = pretrain([other], tmp_path / "cont", PretrainConfig(init=str(base), max_length=16, batch_size=8,
+                                                               steps=2, lr=1e-12, precision="fp32"), progress=False)
+    assert (cont / "vocab.txt").read_text() == (base / "vocab.txt").read_text()
+    a, b = plmkit.from_pretrained(base, with_mlm=True), plmkit.from_pretrained(cont, with_mlm=True)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):  # a vanishing lr: the weights are kept
+        torch.testing.assert_close(x, y, msg=name)

@@ -25,7 +25,7 @@ from ..convert.files import atomic_write, save_json
 from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
 from ..pretrained import from_pretrained, save_pretrained
 from ..tokenizers import load_tokenizer
-from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from ..training import LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, warmup_linear
 from ..training.checkpoint import load_checkpoint
 
 logger = logging.getLogger("plmkit.finetune")
@@ -42,6 +42,7 @@ class FinetuneConfig:
     epochs: int = 3
     warmup: float = 0.1
     patience: int = 2
+    group_by_length: bool = True  # batches of similar lengths (less padding; see training.LengthGroupedBatches)
     precision: str = "bf16"
     seed: int = 0
     text_col: str = "text"
@@ -118,8 +119,14 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     model.config.extra["labels"] = list(names)
     collate = Batches(tokenizer, cfg.max_length)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = torch.utils.data.DataLoader(_rows(train_ex, train_y), batch_size=cfg.batch_size, shuffle=True,
-                                               generator=generator, collate_fn=collate)
+    train_rows = _rows(train_ex, train_y)
+    if cfg.group_by_length:
+        lengths = [len(t) + len(p or "") for t, p, _ in train_rows]
+        train_loader = torch.utils.data.DataLoader(train_rows, collate_fn=collate, batch_sampler=LengthGroupedBatches(
+            lengths, cfg.batch_size, generator))
+    else:
+        train_loader = torch.utils.data.DataLoader(train_rows, batch_size=cfg.batch_size, shuffle=True,
+                                                   generator=generator, collate_fn=collate)
     eval_loader = lambda ex, y: torch.utils.data.DataLoader(_rows(ex, y), batch_size=64, collate_fn=collate)  # noqa: E731
     valid_loader = eval_loader(valid_ex, valid_y)
     steps = math.ceil(len(train_loader)) * cfg.epochs

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from ..data import SPECIALS, build_char_vocab, mask_tokens
 from ..models import build_model
-from ..pretrained import save_pretrained
-from ..tokenizers import WordPieceTokenizer
+from ..pretrained import from_pretrained, save_pretrained
+from ..tokenizers import WordPieceTokenizer, load_tokenizer
 from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
 
 logger = logging.getLogger("plmkit.pretrain")
@@ -52,6 +52,7 @@ class PretrainConfig:
     whole_word: bool = True  # mask whole words (segmented corpora, or jieba); False: single characters
     precision: str = "bf16"
     seed: int = 0
+    init: str = ""  # continue from this model directory (its vocabulary and sizes); "": random weights
 
 
 def line_words(line: str, segment=None) -> list[str]:
@@ -144,15 +145,28 @@ class MLMBatches:
         special = torch.isin(ids, self.special_ids)
         masked, labels = mask_tokens(ids, mask_id=self.mask, vocab_size=self.vocab_size, special=special,
                                      prob=self.mask_prob, word_ids=word if self.whole_word else None)
-        return {"input_ids": masked, "attention_mask": (ids != self.pad).long(), "labels": labels}
+        positions, targets = masked_positions(labels)
+        return {"input_ids": masked, "attention_mask": (ids != self.pad).long(), "labels": labels,
+                "positions": positions, "targets": targets}
+
+
+def masked_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K) positions of each row's masked tokens (K: the most any row has; short rows point at
+    position 0) and their (B, K) targets (-100 where a row has fewer)."""
+    picked = labels != -100
+    K = max(int(picked.sum(1).max()), 1)
+    order = torch.sort(picked.int(), dim=1, descending=True, stable=True).indices[:, :K]  # masked first, in order
+    targets = labels.gather(1, order).masked_fill(~picked.gather(1, order), -100)
+    return order.masked_fill(targets == -100, 0), targets
 
 
 def mlm_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy over the masked positions, and their count."""
-    out = model(batch["input_ids"], attention_mask=batch["attention_mask"])
-    labels = batch["labels"]
-    loss = F.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-    return loss, (labels != -100).sum()
+    """Summed cross-entropy over the masked positions, and their count. The MLM head runs on the
+    masked positions alone (`logits_at`): the (B, T, V) logits would cost a quarter of the step."""
+    out = model(batch["input_ids"], attention_mask=batch["attention_mask"], logits_at=batch["positions"])
+    targets = batch["targets"]
+    loss = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    return loss, (targets != -100).sum()
 
 
 def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainConfig | None = None, *,
@@ -167,7 +181,10 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     exclude = list(exclude)
     lines = read_corpus(corpus, exclude)
     vocab_path = out / "vocab.txt"
-    if resume and vocab_path.exists():  # a resumed run must keep the vocabulary it started with
+    if cfg.init:  # continued pretraining: the model's own vocabulary and sizes
+        tokenizer = load_tokenizer(cfg.init)
+        tokenizer.save(out)
+    elif resume and vocab_path.exists():  # a resumed run must keep the vocabulary it started with
         vocab = [t for t in vocab_path.read_text(encoding="utf-8").split("\n") if t]
         tokenizer = WordPieceTokenizer(vocab, do_lower_case=True)
     else:
@@ -175,12 +192,20 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                                                     min_count=cfg.vocab_min_count, max_size=cfg.vocab_max_size))
         tokenizer.save(out)
     seqs = pack(lines, tokenizer, cfg.max_length)
+    if len(seqs) < cfg.batch_size:
+        raise ValueError(f"corpus {', '.join(map(str, corpus))}: {len(seqs)} sequences of <= {cfg.max_length} tokens, "
+                         f"fewer than one batch ({cfg.batch_size})")
     logger.info("corpus: %d lines -> %d sequences of <= %d tokens; vocab %d", len(lines), len(seqs),
                 cfg.max_length, tokenizer.vocab_size)
-    config = ModelConfig(family=cfg.family, vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size,
-                         num_layers=cfg.num_layers, num_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-                         max_position=cfg.max_position, type_vocab_size=2)
-    model = build_model(config, with_mlm=True, with_pool=True)
+    if cfg.init:
+        model = from_pretrained(cfg.init, with_mlm=True, with_pool=True).train()
+        if cfg.max_length > model.config.max_position:
+            raise ValueError(f"max_length {cfg.max_length} exceeds max_position {model.config.max_position} of {cfg.init}")
+    else:
+        config = ModelConfig(family=cfg.family, vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size,
+                             num_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                             intermediate_size=cfg.intermediate_size, max_position=cfg.max_position, type_vocab_size=2)
+        model = build_model(config, with_mlm=True, with_pool=True)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(seqs, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                                          collate_fn=MLMBatches(tokenizer, cfg.mask_prob, cfg.whole_word), drop_last=True)
