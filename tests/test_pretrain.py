@@ -91,3 +91,18 @@ def test_init_continues_from_a_model_with_its_vocabulary(tmp_path):
     a, b = plmkit.from_pretrained(base, with_mlm=True), plmkit.from_pretrained(cont, with_mlm=True)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):  # a vanishing lr: the weights are kept
         torch.testing.assert_close(x, y, msg=name)
+
+
+def test_set_dropout_zero_makes_training_mode_match_eval_mode():
+    from plmkit.recipes.pretrain import set_dropout
+
+    config = plmkit.ModelConfig(family="bert", vocab_size=30, hidden_size=16, num_layers=2, num_heads=2,
+                                intermediate_size=24, max_position=32, dropout=0.3, attention_dropout=0.3)
+    model = plmkit.build_model(config, with_mlm=True)
+    ids = torch.randint(5, 30, (2, 12))
+    expected = model.eval()(ids).logits
+    model.train()
+    assert not torch.allclose(model(ids).logits, expected)  # dropout 0.3 is on
+    set_dropout(model, 0.0)
+    torch.testing.assert_close(model(ids).logits, expected)
+    assert model.config.dropout == 0.3 and model.config.attention_dropout == 0.3  # the config is left alone
