@@ -30,8 +30,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(path)
+    mode = tmp.stat().st_mode & 0o777  # 0666 minus umask
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer that recreates the file (safetensors writes it 0600) keeps the usual mode
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
