@@ -2,6 +2,7 @@
 random initialisation (same budget) vs character 1-3-gram TF-IDF + logistic regression.
 
     python benchmarks/bench_sentiment.py [--data ../shared/data/sentiment] [--epochs 3] [--max-length 256] [--lr 2e-4]
+        [--ema 0] [--rows embedded,random,tfidf] [--model DIR]
 
 Both neural rows get the same budget (epochs of batch 32, the best epoch on valid kept).
 
@@ -47,34 +48,42 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights (0: off)")
+    ap.add_argument("--rows", default="embedded,random,tfidf", help="which rows to run")
+    ap.add_argument("--model", default=None, help="a pretrained model directory instead of the embedded one")
     ap.add_argument("--out", default="runs/bench-sentiment")
     args = ap.parse_args()
     data = Path(args.data)
     files = {s: data / f"sentiment.{s}.data" for s in ("train", "valid", "test")}
-    cfg = FinetuneConfig(epochs=args.epochs, max_length=args.max_length, lr=args.lr, patience=args.epochs)
+    cfg = FinetuneConfig(epochs=args.epochs, max_length=args.max_length, lr=args.lr, patience=args.epochs,
+                         ema=args.ema)
+    which = set(args.rows.split(","))
     rows = []
-    model = embedded_model_dir()
-    t = time.time()
-    r = finetune(model, files["train"], files["valid"], Path(args.out) / "embedded", test=files["test"], cfg=cfg,
-                 overwrite=True)
-    rows.append(("plmkit embedded model, fine-tuned", r["valid_accuracy"], r["test_accuracy"], time.time() - t,
-                 r["steps"]))
-    with tempfile.TemporaryDirectory() as d:  # same architecture and tokenizer, random weights
-        config = plmkit.from_pretrained(model).config
-        torch.manual_seed(0)
-        plmkit.save_pretrained(build_model(config, with_mlm=True, with_pool=True), d,
-                               tokenizer=plmkit.load_tokenizer(model))
+    model = args.model or embedded_model_dir()
+    if "embedded" in which:
         t = time.time()
-        r = finetune(d, files["train"], files["valid"], Path(args.out) / "random", test=files["test"], cfg=cfg,
+        r = finetune(model, files["train"], files["valid"], Path(args.out) / "embedded", test=files["test"], cfg=cfg,
                      overwrite=True)
-        rows.append(("same architecture, random init", r["valid_accuracy"], r["test_accuracy"], time.time() - t,
-                     r["steps"]))
+        rows.append((f"{'plmkit embedded model' if args.model is None else model}, fine-tuned", r["valid_accuracy"],
+                     r["test_accuracy"], time.time() - t, r["steps"]))
+    if "random" in which:
+        with tempfile.TemporaryDirectory() as d:  # same architecture and tokenizer, random weights
+            config = plmkit.from_pretrained(model).config
+            torch.manual_seed(0)
+            plmkit.save_pretrained(build_model(config, with_mlm=True, with_pool=True), d,
+                                   tokenizer=plmkit.load_tokenizer(model))
+            t = time.time()
+            r = finetune(d, files["train"], files["valid"], Path(args.out) / "random", test=files["test"], cfg=cfg,
+                         overwrite=True)
+            rows.append(("same architecture, random init", r["valid_accuracy"], r["test_accuracy"], time.time() - t,
+                         r["steps"]))
     ex = {s: read_examples(p) for s, p in files.items()}
-    t = time.time()
-    va, te = tfidf_baseline(ex["train"], ex["valid"], ex["test"])
-    rows.append(("char 1-3-gram TF-IDF + logistic regression", va, te, time.time() - t, None))
+    if "tfidf" in which:
+        t = time.time()
+        va, te = tfidf_baseline(ex["train"], ex["valid"], ex["test"])
+        rows.append(("char 1-3-gram TF-IDF + logistic regression", va, te, time.time() - t, None))
     print(f"{datetime.date.today()}, {torch.get_num_threads()} threads, epochs {args.epochs}, "
-          f"max_length {args.max_length}, lr {args.lr}, "
+          f"max_length {args.max_length}, lr {args.lr}, ema {args.ema}, "
           f"train/valid/test {len(ex['train'])}/{len(ex['valid'])}/{len(ex['test'])}")
     print("| model | valid acc | test acc | seconds | steps |\n|---|---|---|---|---|")
     for name, va, te, sec, steps in rows:

@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import plmkit
 from plmkit.cli import main as cli
@@ -88,3 +89,39 @@ def test_cli_reports_missing_label_column(setup, capsys):
     assert code == 2
     assert "bad.csv: line 1: header has no column 'text'" in capsys.readouterr().err
     assert not (tmp / "o").exists() and not (tmp / "o.partial").exists()
+
+
+def test_ema_saves_the_moving_average_of_the_trajectory(setup, monkeypatch):
+    """With --ema the saved weights are decay-weighted averages of the weights after every optimizer step,
+    recomputed here from the trajectory with the textbook formula."""
+    import plmkit.recipes.finetune as ft
+
+    tmp, files = setup
+    decay, seen = 0.9, {}
+    original = ft.from_pretrained
+
+    def capture(*args, **kwargs):
+        model = seen["model"] = original(*args, **kwargs)
+        seen["shadow"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        return model
+
+    def after_step(optimizer, args, kwargs):
+        for n, p in seen["model"].named_parameters():
+            seen["shadow"][n] = decay * seen["shadow"][n] + (1 - decay) * p.detach()
+        seen["steps"] = seen.get("steps", 0) + 1
+        seen["last"] = {n: p.detach().clone() for n, p in seen["model"].named_parameters()}
+
+    monkeypatch.setattr(ft, "from_pretrained", capture)
+    handle = register_optimizer_step_post_hook(after_step)
+    try:
+        cfg = FinetuneConfig(epochs=1, batch_size=16, lr=3e-3, precision="fp32", ema=decay)
+        finetune(tmp / "base", files["train"], files["valid"], tmp / "out", cfg=cfg, progress=False)
+    finally:
+        handle.remove()
+    assert seen["steps"] == 15  # 240 rows / 16
+    saved = plmkit.from_pretrained(tmp / "out" / "model").state_dict()
+    raw = seen["last"]
+    for name, shadow in seen["shadow"].items():
+        assert torch.allclose(saved[name], shadow, atol=1e-6), name
+    moved = [n for n in seen["shadow"] if not torch.allclose(raw[n], seen["shadow"][n], atol=1e-4)]
+    assert moved  # the average is not the last weights

@@ -88,6 +88,9 @@ def test_init_continues_from_a_model_with_its_vocabulary(tmp_path):
     cont = pretrain([other], tmp_path / "cont", PretrainConfig(init=str(base), max_length=16, batch_size=8,
                                                                steps=2, lr=1e-12, precision="fp32"), progress=False)
     assert (cont / "vocab.txt").read_text() == (base / "vocab.txt").read_text()
+    recorded = json.loads((cont / "pretrain.json").read_text(encoding="utf-8"))["config"]
+    assert (recorded["hidden_size"], recorded["num_layers"], recorded["intermediate_size"]) == (16, 1, 24)
+    assert "vocab_min_count" not in recorded  # the vocabulary came from the init model
     a, b = plmkit.from_pretrained(base, with_mlm=True), plmkit.from_pretrained(cont, with_mlm=True)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):  # a vanishing lr: the weights are kept
         torch.testing.assert_close(x, y, msg=name)

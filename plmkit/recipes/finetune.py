@@ -25,7 +25,7 @@ from ..convert.files import atomic_write, save_json
 from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
 from ..pretrained import from_pretrained, save_pretrained
 from ..tokenizers import load_tokenizer
-from ..training import LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from ..training import EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, warmup_linear
 from ..training.checkpoint import load_checkpoint
 
 logger = logging.getLogger("plmkit.finetune")
@@ -43,6 +43,7 @@ class FinetuneConfig:
     warmup: float = 0.1
     patience: int = 2
     group_by_length: bool = True  # batches of similar lengths (less padding; see training.LengthGroupedBatches)
+    ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights with this decay
     precision: str = "bf16"
     seed: int = 0
     text_col: str = "text"
@@ -132,7 +133,8 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     steps = math.ceil(len(train_loader)) * cfg.epochs
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lambda_scheduler(optimizer, warmup_linear(int(steps * cfg.warmup), steps))
-    trainer = Trainer(model.train(), classification_loss, optimizer, scheduler, max_grad_norm=1.0,
+    ema = EMA(model, cfg.ema) if cfg.ema else None  # best.pt then holds the averaged weights
+    trainer = Trainer(model.train(), classification_loss, optimizer, scheduler, max_grad_norm=1.0, ema=ema,
                       precision=cfg.precision, out_dir=work, progress=progress, log_every=20)
     result = trainer.fit(train_loader, epochs=cfg.epochs, valid_loader=valid_loader, metric_fn=accuracy_metric,
                          early_stopping_patience=cfg.patience, monitor="accuracy", mode="max", valid_loss=False)

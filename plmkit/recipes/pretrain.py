@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
+from ..convert.files import save_json
 from ..data import SPECIALS, build_char_vocab, mask_tokens
 from ..models import build_model
 from ..modules.attention import SelfAttention
@@ -234,8 +234,15 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     result = trainer.fit(loader, epochs=epochs, max_steps=cfg.stop_after or cfg.steps, resume=resume)
     model_dir = out / "model"
     save_pretrained(model.eval(), model_dir, dtype=torch.float16, tokenizer=tokenizer)
-    about = {"recipe": "plmkit pretrain", "config": asdict(cfg), "corpus": [str(c) for c in corpus],
+    settings = asdict(cfg)
+    if cfg.init:  # the sizes and vocabulary are the init model's, not this config's defaults
+        c = model.config
+        settings.update(family=c.family, hidden_size=c.hidden_size, num_layers=c.num_layers, num_heads=c.num_heads,
+                        intermediate_size=c.intermediate_size, max_position=c.max_position)
+        for key in ("vocab_min_count", "vocab_max_size"):
+            del settings[key]
+    about = {"recipe": "plmkit pretrain", "config": settings, "corpus": [str(c) for c in corpus],
              "excluded_texts": len(exclude), "lines": len(lines), "sequences": len(seqs), "steps": result["step"],
              "seconds_this_run": round(time.time() - started, 1)}
-    (model_dir / "pretrain.json").write_text(json.dumps(about, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    save_json(about, model_dir / "pretrain.json")
     return model_dir
