@@ -44,6 +44,7 @@ class FinetuneConfig:
     patience: int = 2
     group_by_length: bool = True  # batches of similar lengths (less padding; see training.LengthGroupedBatches)
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights with this decay
+    rdrop: float = 0.0  # > 0: R-Drop with this KL weight (each batch runs twice: about twice the time per step)
     precision: str = "bf16"
     seed: int = 0
     text_col: str = "text"
@@ -76,6 +77,26 @@ def classification_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
     out = model(batch["input_ids"], token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"])
     return F.cross_entropy(out.label_logits.float(), batch["labels"], reduction="sum"), batch["labels"].new_tensor(
         batch["labels"].numel())
+
+
+def rdrop_loss(alpha: float):
+    """R-Drop (Liang et al., 2021): every example goes through the model twice, under two dropout
+    masks, and the two predictions are pulled together. Per example, as in bert4keras's example:
+
+        (CE(p1, y) + CE(p2, y)) / 2  +  alpha / 4 * (KL(p1 || p2) + KL(p2 || p1))
+
+    returned summed over the batch with the example count, like `classification_loss`."""
+    def loss_fn(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        twice = lambda t: torch.cat([t, t])  # noqa: E731  one forward pass of both copies
+        out = model(twice(batch["input_ids"]), token_type_ids=twice(batch["token_type_ids"]),
+                    attention_mask=twice(batch["attention_mask"]))
+        logp = out.label_logits.float().log_softmax(-1)
+        n = batch["labels"].numel()
+        ce = F.nll_loss(logp, twice(batch["labels"]), reduction="sum") / 2
+        p1, p2 = logp[:n], logp[n:]
+        kl = (p1.exp() * (p1 - p2)).sum() + (p2.exp() * (p2 - p1)).sum()
+        return ce + alpha / 4 * kl, batch["labels"].new_tensor(n)
+    return loss_fn
 
 
 @torch.no_grad()
@@ -134,7 +155,8 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lambda_scheduler(optimizer, warmup_linear(int(steps * cfg.warmup), steps))
     ema = EMA(model, cfg.ema) if cfg.ema else None  # best.pt then holds the averaged weights
-    trainer = Trainer(model.train(), classification_loss, optimizer, scheduler, max_grad_norm=1.0, ema=ema,
+    loss_fn = rdrop_loss(cfg.rdrop) if cfg.rdrop else classification_loss
+    trainer = Trainer(model.train(), loss_fn, optimizer, scheduler, max_grad_norm=1.0, ema=ema,
                       precision=cfg.precision, out_dir=work, progress=progress, log_every=20)
     result = trainer.fit(train_loader, epochs=cfg.epochs, valid_loader=valid_loader, metric_fn=accuracy_metric,
                          early_stopping_patience=cfg.patience, monitor="accuracy", mode="max", valid_loss=False)
