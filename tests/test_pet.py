@@ -96,6 +96,9 @@ def test_words_of_different_lengths_are_scored_in_one_pass_per_length(bert):
             two[2, tok.token_to_id("不")].item() + two[3, tok.token_to_id("好")].item(),
             one[2, tok.token_to_id("差")].item()]
     assert scores[0].tolist() == pytest.approx(want, abs=1e-5)
+    first = clf.encode(["书"], first_group_only=True)["groups"]  # what masked-LM batches of unlabeled text use
+    assert len(first) == 1 and first[0]["labels"] == [0, 2]
+    assert torch.equal(first[0]["input_ids"], batch["groups"][0]["input_ids"])
 
 
 def test_pair_pattern_and_padding(bert):

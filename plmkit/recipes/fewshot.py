@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..convert.files import save_json
 from ..data import Examples, encode_labels, mask_tokens, read_examples
-from ..pretrained import from_pretrained, open_checkpoint, save_pretrained
+from ..pretrained import load_source, open_checkpoint, save_pretrained
 from ..tasks.pet import (PROMPTS_FILE, Pattern, PromptClassifier, PromptEmbeddings, Verbalizer,
                          classifier_from_config, load_prompts, prompt_config, prompt_loss, read_prompt_config,
                          save_prompts)
@@ -98,7 +98,7 @@ class _Collate:
         batch = self.clf.encode(list(texts), list(pairs) if pairs[0] is not None else None, labels=list(labels))
         if self.unlabeled and self.n:
             picked = [self.unlabeled[self.rng.randrange(len(self.unlabeled))] for _ in range(self.n)]
-            g = self.clf.encode(picked)["groups"][0]
+            g = self.clf.encode(picked, first_group_only=True)["groups"][0]
             special = ~g["text"]  # only the text's own tokens are masked; the slot stays [MASK], unscored
             ids, targets = mask_tokens(g["input_ids"], mask_id=self.clf.mask_id,
                                        vocab_size=self.clf.model.embeddings.token.num_embeddings,
@@ -125,7 +125,8 @@ def _loss(kind: str, weight: float):
 
 def load_language_model(path: str | Path):
     """The model with its language-model head: the MLM head of an encoder, a causal LM's own head."""
-    return from_pretrained(path, with_mlm=not open_checkpoint(path).family.causal)
+    source = open_checkpoint(path)  # opened once: its family decides the head
+    return load_source(source, dict(with_mlm=not source.family.causal))
 
 
 def _init_prompts(model, n: int, seed: int) -> PromptEmbeddings:

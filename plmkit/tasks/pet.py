@@ -248,11 +248,12 @@ class PromptClassifier(nn.Module):
         return ids, slots, prompts, own
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
-               labels: Sequence[int] | None = None) -> dict:
-        """A batch: one padded tensor set per group of labels, and the label indices if given."""
+               labels: Sequence[int] | None = None, first_group_only: bool = False) -> dict:
+        """A batch: one padded tensor set per group of labels (only the first if asked: masked-LM
+        batches of unlabeled text need one slot shape), and the label indices if given."""
         pad = getattr(self.tokenizer, "pad_token_id", 0) or 0
         groups = []
-        for idx, words in self._groups():
+        for idx, words in self._groups()[:1] if first_group_only else self._groups():
             k = words.shape[1]
             slot = words[0].tolist() if self.causal else [self.mask_id] * k
             rows = [self._row(t, pairs[i] if pairs is not None else None, slot) for i, t in enumerate(texts)]
