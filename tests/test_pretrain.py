@@ -109,3 +109,38 @@ def test_set_dropout_zero_makes_training_mode_match_eval_mode():
     set_dropout(model, 0.0)
     torch.testing.assert_close(model(ids).logits, expected)
     assert model.config.dropout == 0.3 and model.config.attention_dropout == 0.3  # the config is left alone
+
+
+def test_stack_layers_repeats_the_top_layers_as_transformers_computes_them(tmp_path):
+    """The oracle: transformers' own BertForMaskedLM of the shallow model, its layer modules
+    repeated in the stacking order, must compute what the grown plmkit model computes."""
+    import copy
+
+    import pytest
+
+    from plmkit.recipes.pretrain import stack_layers
+
+    transformers = pytest.importorskip("transformers")
+    config = plmkit.ModelConfig(family="bert", vocab_size=40, hidden_size=16, num_layers=3, num_heads=2,
+                                intermediate_size=24, max_position=32, type_vocab_size=2)
+    torch.manual_seed(0)
+    shallow = plmkit.build_model(config, with_mlm=True, with_pool=True).eval()
+    plmkit.save_pretrained(shallow, tmp_path)
+    ids = torch.randint(5, 40, (2, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    for grow, order in ((6, [0, 1, 2, 0, 1, 2]), (5, [0, 1, 2, 1, 2]), (4, [0, 1, 2, 2])):
+        hf = transformers.BertForMaskedLM.from_pretrained(tmp_path).eval()
+        hf.bert.encoder.layer = torch.nn.ModuleList(copy.deepcopy(hf.bert.encoder.layer[i]) for i in order)
+        deep = stack_layers(shallow, grow)
+        assert deep.config.num_layers == grow and shallow.config.num_layers == 3
+        with torch.no_grad():
+            torch.testing.assert_close(deep(ids, attention_mask=mask).logits[mask.bool()],
+                                       hf(ids, attention_mask=mask).logits[mask.bool()], atol=1e-5, rtol=1e-5)
+    deep.blocks[3].ffn_norm.weight.data.add_(1.0)  # copies, not shared tensors
+    assert not torch.equal(deep.blocks[3].ffn_norm.weight, shallow.blocks[2].ffn_norm.weight)
+    for bad in (3, 7):
+        with pytest.raises(ValueError, match=f"grow_layers {bad}: expected more than the model's 3 layers"):
+            stack_layers(shallow, bad)
+    with pytest.raises(ValueError, match="grow_layers needs init"):
+        pretrain([tmp_path / "none.txt"], tmp_path / "x", PretrainConfig(grow_layers=4), progress=False)

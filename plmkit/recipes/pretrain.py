@@ -10,6 +10,7 @@ import logging
 import random
 import re
 import time
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -55,6 +56,7 @@ class PretrainConfig:
     seed: int = 0
     init: str = ""  # continue from this model directory (its vocabulary and sizes); "": random weights
     dropout: float = 0.0  # while pretraining (the saved config keeps 0.1 for fine-tuning); see set_dropout
+    grow_layers: int = 0  # with init: deepen the init model to this many layers by stacking (see stack_layers)
 
 
 def line_words(line: str, segment=None) -> list[str]:
@@ -166,6 +168,27 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
             m.dropout = p
 
 
+def stack_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.Module:
+    """A deeper copy of an encoder: its L layers, then copies of its top `num_layers - L` layers.
+
+    Progressive stacking (Gong et al., "Efficient Training of BERT by Progressively Stacking",
+    ICML 2019): a model of 2L layers started from an L-layer one's layers repeated recovers the
+    shallow model's MLM loss within a few hundred steps and then goes below it. Doubling repeats
+    every layer in order, as the paper does; fewer new layers repeat the top ones, so the last layer
+    is still the one the MLM head was trained on."""
+    have = model.config.num_layers
+    if not have < num_layers <= 2 * have:
+        raise ValueError(f"grow_layers {num_layers}: expected more than the model's {have} layers and at most {2 * have}")
+    config = dataclasses.replace(model.config, num_layers=num_layers)
+    deeper = build_model(config, with_mlm=model.mlm is not None, with_pool=model.pooler is not None)
+    order = list(range(have)) + list(range(2 * have - num_layers, have))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.")}
+    for new, old in enumerate(order):
+        state.update({f"blocks.{new}.{k}": v.clone() for k, v in model.blocks[old].state_dict().items()})
+    deeper.load_state_dict(state, strict=True)
+    return deeper.train(model.training)
+
+
 def masked_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, K) positions of each row's masked tokens (K: the most any row has; short rows point at
     position 0) and their (B, K) targets (-100 where a row has fewer)."""
@@ -189,6 +212,8 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
              exclude: Iterable[str] = (), progress: bool = True, resume: bool = True) -> Path:
     """Run MLM pretraining; returns the directory of the final model (out_dir/model)."""
     cfg = cfg or PretrainConfig()
+    if cfg.grow_layers and not cfg.init:
+        raise ValueError("grow_layers needs init: the model whose layers are stacked")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -217,6 +242,8 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         model = from_pretrained(cfg.init, with_mlm=True, with_pool=True).train()
         if cfg.max_length > model.config.max_position:
             raise ValueError(f"max_length {cfg.max_length} exceeds max_position {model.config.max_position} of {cfg.init}")
+        if cfg.grow_layers:
+            model = stack_layers(model, cfg.grow_layers)
     else:
         config = ModelConfig(family=cfg.family, vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size,
                              num_layers=cfg.num_layers, num_heads=cfg.num_heads,
