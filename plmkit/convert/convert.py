@@ -10,10 +10,8 @@ slots, step counters, the other half of an ELECTRA checkpoint) is listed in the 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 
 from ..pretrained import CheckpointSource, load_source, open_checkpoint
+from .atomic import atomic_write
 from .namemap import LoadReport
 
 # a source at least this large (bytes on disk) shows a progress bar unless progress=False
@@ -87,15 +86,7 @@ def _copy_tokenizer(src_dir: Path, dst: Path) -> list[str]:
         path = src_dir / name
         if not path.is_file() or (dst / name).resolve() == path.resolve():
             continue
-        fd, tmp = tempfile.mkstemp(dir=dst, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, dst / name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(dst / name, lambda tmp, path=path: shutil.copyfile(path, tmp))  # mode 0666 - umask, not 0600
         copied.append(name)
     return copied
 

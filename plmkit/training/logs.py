@@ -7,10 +7,11 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
+from ..convert.atomic import atomic_write
 
 __all__ = ["ProgressBar", "MetricsLogger", "read_metrics", "truncate_metrics", "plot_curves"]
 
@@ -159,19 +160,8 @@ def truncate_metrics(path: str | os.PathLike, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
-    _atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def plot_curves(metrics_path: str | os.PathLike, png_path: str | os.PathLike) -> bool:
@@ -207,13 +197,5 @@ def plot_curves(metrics_path: str | os.PathLike, png_path: str | os.PathLike) ->
         ax.set_xlabel("step")
         ax.set_title(f"valid {key}")
     fig.tight_layout()
-    png_path = Path(png_path)
-    fd, tmp = tempfile.mkstemp(dir=png_path.parent, prefix=png_path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=80)
-        os.replace(tmp, png_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))  # the usual mode, not mkstemp's 0600
     return True
