@@ -10,8 +10,7 @@ import logging
 import random
 import re
 import time
-import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -179,7 +178,7 @@ def stack_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.Module:
     have = model.config.num_layers
     if not have < num_layers <= 2 * have:
         raise ValueError(f"grow_layers {num_layers}: expected more than the model's {have} layers and at most {2 * have}")
-    config = dataclasses.replace(model.config, num_layers=num_layers)
+    config = replace(model.config, num_layers=num_layers)
     deeper = build_model(config, with_mlm=model.mlm is not None, with_pool=model.pooler is not None)
     order = list(range(have)) + list(range(2 * have - num_layers, have))
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.")}
