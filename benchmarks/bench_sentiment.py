@@ -2,7 +2,7 @@
 random initialisation (same budget) vs character 1-3-gram TF-IDF + logistic regression.
 
     python benchmarks/bench_sentiment.py [--data ../shared/data/sentiment] [--epochs 3] [--max-length 256] [--lr 2e-4]
-        [--ema 0] [--rdrop 0] [--seed 0] [--rows embedded,random,tfidf] [--model DIR]
+        [--ema 0] [--rdrop 0] [--dropout P] [--seed 0] [--rows embedded,random,tfidf] [--model DIR]
 
 Both neural rows get the same budget (epochs of batch 32, the best epoch on valid kept).
 
@@ -27,7 +27,8 @@ from plmkit.recipes.finetune import FinetuneConfig, finetune  # noqa: E402
 from plmkit.zoo import embedded_model_dir  # noqa: E402
 
 
-def tfidf_baseline(train, valid, test) -> tuple[float, float]:
+def tfidf_classifier(train, valid):
+    """Char 1-3-gram TF-IDF + logistic regression, C chosen on valid; returns (predict, valid accuracy)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -39,7 +40,12 @@ def tfidf_baseline(train, valid, test) -> tuple[float, float]:
         acc = (clf.predict(vec.transform(valid.texts)) == valid.labels).mean()
         if best is None or acc > best[0]:
             best = (acc, clf)
-    return float(best[0]), float((best[1].predict(vec.transform(test.texts)) == test.labels).mean())
+    return (lambda texts: best[1].predict(vec.transform(texts))), float(best[0])
+
+
+def tfidf_baseline(train, valid, test) -> tuple[float, float]:
+    predict, valid_acc = tfidf_classifier(train, valid)
+    return valid_acc, float((predict(test.texts) == test.labels).mean())
 
 
 def main() -> None:
@@ -50,6 +56,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights (0: off)")
     ap.add_argument("--rdrop", type=float, default=0.0, help="R-Drop KL weight (0: off)")
+    ap.add_argument("--dropout", type=float, default=None, help="hidden dropout while fine-tuning (default: the model's)")
     ap.add_argument("--seed", type=int, default=0, help="fine-tuning seed (order of batches, dropout, head init)")
     ap.add_argument("--rows", default="embedded,random,tfidf", help="which rows to run")
     ap.add_argument("--model", default=None, help="a pretrained model directory instead of the embedded one")
@@ -58,7 +65,7 @@ def main() -> None:
     data = Path(args.data)
     files = {s: data / f"sentiment.{s}.data" for s in ("train", "valid", "test")}
     cfg = FinetuneConfig(epochs=args.epochs, max_length=args.max_length, lr=args.lr, patience=args.epochs,
-                         ema=args.ema, rdrop=args.rdrop, seed=args.seed)
+                         ema=args.ema, rdrop=args.rdrop, dropout=args.dropout, seed=args.seed)
     which = set(args.rows.split(","))
     rows = []
     model = args.model or embedded_model_dir()
@@ -85,7 +92,7 @@ def main() -> None:
         va, te = tfidf_baseline(ex["train"], ex["valid"], ex["test"])
         rows.append(("char 1-3-gram TF-IDF + logistic regression", va, te, time.time() - t, None))
     print(f"{datetime.date.today()}, {torch.get_num_threads()} threads, epochs {args.epochs}, "
-          f"max_length {args.max_length}, lr {args.lr}, ema {args.ema}, rdrop {args.rdrop}, seed {args.seed}, "
+          f"max_length {args.max_length}, lr {args.lr}, ema {args.ema}, rdrop {args.rdrop}, dropout {args.dropout}, seed {args.seed}, "
           f"train/valid/test {len(ex['train'])}/{len(ex['valid'])}/{len(ex['test'])}")
     print("| model | valid acc | test acc | seconds | steps |\n|---|---|---|---|---|")
     for name, va, te, sec, steps in rows:

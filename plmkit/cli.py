@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         from plmkit.recipes.finetune import FinetuneConfig
         import dataclasses
         for f in dataclasses.fields(FinetuneConfig):
-            kind = str if f.name.endswith("_col") else type(f.default)
+            kind = str if f.name.endswith("_col") else float if f.type == "float | None" else type(f.default)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
                            help=f"default {f.default}")
 

@@ -182,3 +182,29 @@ def test_finetune_with_rdrop_learns_the_toy_task(setup):
     report = finetune(tmp / "base", files["train"], files["valid"], tmp / "out", test=files["test"], cfg=cfg,
                       progress=False)
     assert report["config"]["rdrop"] == 1.0 and report["test_accuracy"] >= 0.9
+
+
+def test_dropout_option_sets_hidden_dropout_only_and_is_saved(setup):
+    from plmkit.recipes.finetune import Batches, set_hidden_dropout
+
+    tmp, files = setup
+    model = plmkit.from_pretrained(tmp / "base", num_labels=2).train()
+    batch = Batches(plmkit.load_tokenizer(tmp / "base"), 32)([("好棒的东西我们", None, 1), ("差劲的他们", None, 0)])
+    run = lambda: model(batch["input_ids"], attention_mask=batch["attention_mask"]).label_logits  # noqa: E731
+    torch.manual_seed(0)
+    assert not torch.equal(run(), run())  # the config's 0.1: two training-mode passes differ
+    set_hidden_dropout(model, 0.0)
+    assert model.config.dropout == 0.0
+    attention = [m for m in model.modules() if isinstance(getattr(m, "dropout", None), float)]
+    assert attention and all(m.dropout == model.config.attention_dropout == 0.1 for m in attention)  # left alone
+    for m in attention:
+        m.dropout = 0.0
+    assert torch.equal(run(), run())  # no hidden dropout was missed
+    with pytest.raises(ValueError, match="dropout"):
+        set_hidden_dropout(model, 1.0)
+    assert cli(["finetune", "--model", str(tmp / "base"), "--train", str(files["train"]), "--valid", str(files["valid"]),
+                "--test", str(files["test"]), "--out", str(tmp / "out"), "--epochs", "6", "--batch-size", "16",
+                "--lr", "3e-3", "--precision", "fp32", "--patience", "6", "--dropout", "0"]) == 0
+    report = json.loads((tmp / "out" / "results.json").read_text())
+    assert report["config"]["dropout"] == 0.0 and report["test_accuracy"] >= 0.9
+    assert json.loads((tmp / "out" / "model" / "config.json").read_text())["hidden_dropout_prob"] == 0.0

@@ -45,6 +45,7 @@ class FinetuneConfig:
     group_by_length: bool = True  # batches of similar lengths (less padding; see training.LengthGroupedBatches)
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights with this decay
     rdrop: float = 0.0  # > 0: R-Drop with this KL weight (each batch runs twice: about twice the time per step)
+    dropout: float | None = None  # hidden and classifier dropout while fine-tuning; None: the model config's
     precision: str = "bf16"
     seed: int = 0
     text_col: str = "text"
@@ -70,6 +71,17 @@ class Batches:
 def _rows(data: Examples, labels: list[int] | None) -> list[tuple]:
     pairs = data.pairs or [None] * len(data)
     return list(zip(data.texts, pairs, labels if labels is not None else [None] * len(data)))
+
+
+def set_hidden_dropout(model: torch.nn.Module, p: float) -> None:
+    """Every hidden-state dropout (embeddings, blocks, classifier) of `model` to `p`, recorded in its config
+    (HF: hidden_dropout_prob). Attention dropout is left alone (see pretrain.set_dropout)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: expected 0 <= p < 1, found {p}")
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = p
+    model.config.dropout = p
 
 
 def classification_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,6 +151,8 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     tokenizer = load_tokenizer(model_path)
     model = from_pretrained(model_path, num_labels=len(names))
     model.config.extra["labels"] = list(names)
+    if cfg.dropout is not None:
+        set_hidden_dropout(model, cfg.dropout)
     collate = Batches(tokenizer, cfg.max_length)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_rows = _rows(train_ex, train_y)
