@@ -236,11 +236,16 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
-def _option_type(default):
-    """argparse type for a config field: its default's type, booleans read from true/false/1/0/yes/no."""
-    if isinstance(default, bool):
+def _option_type(field, config_class):
+    """argparse type for a field of a config dataclass: its annotation (`X | None` read as X),
+    booleans read from true/false/1/0/yes/no."""
+    import typing
+
+    hint = typing.get_type_hints(config_class)[field.name]
+    kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if kind is bool:
         return lambda v: v.lower() in ("1", "true", "yes")
-    return type(default)
+    return kind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     from plmkit.recipes.pretrain import PretrainConfig
     for f in dataclasses.fields(PretrainConfig):
-        kind = _option_type(f.default)
+        kind = _option_type(f, PretrainConfig)
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
                        help=f"default {f.default}")
     p.set_defaults(func=cmd_pretrain)
@@ -292,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         from plmkit.recipes.finetune import FinetuneConfig
         import dataclasses
         for f in dataclasses.fields(FinetuneConfig):
-            kind = str if f.name.endswith("_col") else float if f.type == "float | None" else type(f.default)
+            kind = _option_type(f, FinetuneConfig)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
                            help=f"default {f.default}")
 
@@ -353,9 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in dataclasses.fields(ClueConfig):
         if f.name in ("progress",):
             continue
-        kind = _option_type(f.default)
-        if f.default is None:
-            kind = str if f.name in ("device", "ner_head") else int
+        kind = _option_type(f, ClueConfig)
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
                        help=f"default {f.default}")
     p.set_defaults(func=cmd_clue)

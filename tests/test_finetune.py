@@ -208,3 +208,23 @@ def test_dropout_option_sets_hidden_dropout_only_and_is_saved(setup):
     report = json.loads((tmp / "out" / "results.json").read_text())
     assert report["config"]["dropout"] == 0.0 and report["test_accuracy"] >= 0.9
     assert json.loads((tmp / "out" / "model" / "config.json").read_text())["hidden_dropout_prob"] == 0.0
+
+
+def test_cli_reads_finetune_options_by_their_annotated_types(monkeypatch, tmp_path):
+    """`X | None` fields parse as X; booleans parse false as False (bool("false") would be True)."""
+    import plmkit.recipes.finetune as ft
+
+    seen = {}
+
+    def fake(model, train, valid, out, test=None, cfg=None, overwrite=False):
+        seen["cfg"] = cfg
+        return {"valid_accuracy": 1.0, "out_dir": str(out), "curves": f"{out}/curves.png"}
+
+    monkeypatch.setattr(ft, "finetune", fake)
+    assert cli(["finetune", "--model", "m", "--train", "t", "--valid", "v", "--out", str(tmp_path / "o"),
+                "--dropout", "0.05", "--group-by-length", "false", "--pair-col", "q", "--lr", "3e-4"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.dropout, cfg.group_by_length, cfg.pair_col, cfg.lr) == (0.05, False, "q", 3e-4)
+    assert cli(["finetune", "--model", "m", "--train", "t", "--valid", "v", "--out", str(tmp_path / "o"),
+                "--group-by-length", "true"]) == 0
+    assert seen["cfg"].group_by_length is True and seen["cfg"].dropout is None

@@ -27,6 +27,7 @@ from ..pretrained import from_pretrained, save_pretrained
 from ..tokenizers import load_tokenizer
 from ..training import EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, warmup_linear
 from ..training.checkpoint import load_checkpoint
+from .pretrain import set_dropout
 
 logger = logging.getLogger("plmkit.finetune")
 
@@ -75,12 +76,10 @@ def _rows(data: Examples, labels: list[int] | None) -> list[tuple]:
 
 def set_hidden_dropout(model: torch.nn.Module, p: float) -> None:
     """Every hidden-state dropout (embeddings, blocks, classifier) of `model` to `p`, recorded in its config
-    (HF: hidden_dropout_prob). Attention dropout is left alone (see pretrain.set_dropout)."""
+    (HF: hidden_dropout_prob). Attention dropout is left alone."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: expected 0 <= p < 1, found {p}")
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = p
+    set_dropout(model, p, attention=False)
     model.config.dropout = p
 
 

@@ -153,8 +153,9 @@ class MLMBatches:
                 "positions": positions, "targets": targets}
 
 
-def set_dropout(model: torch.nn.Module, p: float) -> None:
-    """Every dropout of the model (hidden and attention) to `p`, leaving its config alone.
+def set_dropout(model: torch.nn.Module, p: float, *, attention: bool = True) -> None:
+    """Every dropout of the model (hidden, and attention unless `attention` is False) to `p`,
+    leaving its config alone.
 
     A short pretraining run on a small corpus learns faster without dropout (Geiping and
     Goldstein, "Cramming", 2022), and without attention dropout the attention runs as one fused
@@ -163,7 +164,7 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = p
-        elif isinstance(m, SelfAttention):
+        elif attention and isinstance(m, SelfAttention):
             m.dropout = p
 
 
