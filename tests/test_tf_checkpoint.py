@@ -439,6 +439,12 @@ def test_path_forms_resolve_to_the_prefix(tmp_path):
     with open(tmp_path / "checkpoint", "w") as f:  # trainer's path, files moved since
         f.write('model_checkpoint_path: "gs://bucket/run/a"\n')
     assert resolve_tf_checkpoint(tmp_path) == str(tmp_path / "a")
+    copy = tmp_path / "copy"  # a copied directory whose state file still names the original, which exists
+    write_tf_checkpoint(copy / "a", {"x": np.ones(1)}, state_file=False)
+    (copy / "checkpoint").write_text(f'model_checkpoint_path: "{tmp_path / "a"}"\n')
+    assert resolve_tf_checkpoint(copy) == str(copy / "a")
+    (copy / "checkpoint").write_text(f'model_checkpoint_path: "{tmp_path / "b"}"\n')  # not in the copy
+    assert resolve_tf_checkpoint(copy) == str(tmp_path / "b")
     with pytest.raises(KeyError, match="'y' not in checkpoint"):
         TFCheckpointReader(tmp_path).get("y")
     with open(tmp_path / "checkpoint", "w") as f:

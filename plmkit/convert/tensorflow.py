@@ -107,9 +107,10 @@ def resolve_tf_checkpoint(path: str | os.PathLike) -> str:
     if os.path.isdir(path):
         prefix = _state_file_prefix(path)
         if prefix is not None:
-            # Released checkpoints often carry the trainer's absolute path (even gs://...);
-            # the files themselves sit beside the state file.
-            for candidate in (prefix, os.path.join(path, os.path.basename(prefix))):
+            # Released checkpoints often carry the trainer's absolute path (even gs://...), and a
+            # copied directory still names the original: the files beside the state file come
+            # first; the path as written (relative to this directory) only when they are not here.
+            for candidate in (os.path.join(path, os.path.basename(prefix)), os.path.join(path, prefix)):
                 if os.path.isfile(candidate + ".index"):
                     return candidate
         indexes = sorted(glob.glob(os.path.join(glob.escape(path), "*.index")))
