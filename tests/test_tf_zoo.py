@@ -449,7 +449,10 @@ def test_mt5_bfloat16_names_match_transformers(tmp_path):
         ref = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec)
         out = ours(ids, decoder_input_ids=dec, attention_mask=mask)
     assert (out.encoder_last_hidden_state - ref.encoder_last_hidden_state)[mask.bool()].abs().max() <= TOL
-    assert (out.logits - ref.logits).abs().max() <= TOL
+    # bert4keras (which trained T5 PEGASUS) divides the decoder output by sqrt(hidden_size) before the
+    # untied, bias-free head (its Decoder-Output-Scale layer); mesh TensorFlow and transformers do not,
+    # so a bert4keras config gives transformers' logits times 16 ** -0.5
+    assert (out.logits - ref.logits * 16 ** -0.5).abs().max() <= TOL
     # stored back in bfloat16, every tensor has TensorFlow's bits again
     reader = tf_round_trip(ours, tmp_path, model_values("mt5"), dtype=torch.bfloat16, model="mt5.1.1")
     bits = np.load(FIXTURES / "mt5" / "tf_readback.npz")
@@ -458,6 +461,38 @@ def test_mt5_bfloat16_names_match_transformers(tmp_path):
         assert reader.dtype(name) == "bfloat16" and np.array_equal(reader.get(name), bits[doc[name]["npz"]]), name
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["hidden_act"] == ["gelu", "linear"]  # bert4keras' spelling of the gated FFN
+    assert "logit_scale" not in cfg  # bert4keras' default (scaled) needs no key
+
+
+def test_mt5_logit_scale_false_and_hf_export_of_a_scaled_head(tmp_path):
+    # bert4keras' logit_scale=false (Google's mT5 as mesh TensorFlow computes it): transformers' logits
+    unscaled = tmp_path / "unscaled"
+    unscaled.mkdir()
+    for f in (FIXTURES / "mt5").iterdir():
+        (unscaled / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((FIXTURES / "mt5" / "config.json").read_text())
+    (unscaled / "config.json").write_text(json.dumps({**cfg, "logit_scale": False}))
+    hf = t5_oracle("mt5", "MT5ForConditionalGeneration", d_kv=8, d_ff=24, relative_attention_num_buckets=8,
+                   feed_forward_proj="gated-gelu_python", tie_word_embeddings=False)
+    ids, mask, dec = t5_batch()
+    plain = plmkit.from_pretrained(unscaled, model="mt5.1.1")
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+        assert (plain(ids, decoder_input_ids=dec, attention_mask=mask).logits - ref).abs().max() <= TOL
+    plmkit.save_pretrained(plain, tmp_path / "tf_plain", format="tf")
+    assert json.loads((tmp_path / "tf_plain" / "config.json").read_text())["logit_scale"] is False
+    assert plmkit.from_pretrained(tmp_path / "tf_plain", model="mt5.1.1").lm_head.scale == 1.0
+    # the scaled (T5 PEGASUS) model written for transformers: the scale is folded into lm_head.weight,
+    # so transformers' MT5 gives our logits, and the file reads back as an unscaled model
+    scaled = plmkit.from_pretrained(FIXTURES / "mt5", model="mt5.1.1")
+    plmkit.save_pretrained(scaled, tmp_path / "hf")
+    back = transformers.MT5ForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    again = plmkit.from_pretrained(tmp_path / "hf")
+    with torch.no_grad():
+        ours = scaled(ids, decoder_input_ids=dec, attention_mask=mask).logits
+        assert (back(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits - ours).abs().max() <= TOL
+        assert (again(ids, decoder_input_ids=dec, attention_mask=mask).logits - ours).abs().max() <= TOL
+    assert again.lm_head.scale == 1.0
 
 
 def test_t5_v1_0_names_match_transformers(tmp_path):
@@ -558,7 +593,8 @@ def test_convert_mt5_keeps_bfloat16(tmp_path):
     weights = load_file(str(tmp_path / "hf" / "model.safetensors"))
     assert all(v.dtype == torch.bfloat16 for v in weights.values())
     expected = mesh_to_hf(model_values("mt5"), tied=False)
-    assert torch.equal(weights["lm_head.weight"], expected["lm_head.weight"].bfloat16())  # exact: bf16 -> fp32 -> bf16
+    # bert4keras' decoder-output scale folded into the head (16 ** -0.5 = 1/4: exact in bfloat16 too)
+    assert torch.equal(weights["lm_head.weight"], (expected["lm_head.weight"] / 4).bfloat16())
     hf = transformers.MT5ForConditionalGeneration.from_pretrained(tmp_path / "hf")
     assert hf.config.feed_forward_proj == "gated-gelu_python"  # exact GELU, as the bert4keras config meant
 

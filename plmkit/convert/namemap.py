@@ -22,7 +22,8 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """ours <- op(theirs...): `transpose` each source (TF kernels), then `cat` along cat_dim."""
+    """ours <- op(theirs...): `transpose` each source (TF kernels), then `cat` along cat_dim, then
+    multiply by `scale` (theirs = ours / scale when writing; a constant folded into a weight)."""
 
     ours: str
     theirs: tuple[str, ...]
@@ -30,15 +31,17 @@ class Rule:
     cat_dim: int = 0
     vocab_rows: bool = False  # rows indexed by token id: sliced by keep_tokens
     optional: bool = False  # absent in some checkpoints (e.g. a tied decoder copy): ours stays as built
+    scale: float = 1.0
 
     def __init__(self, ours: str, theirs: str | Iterable[str], transpose: bool = False, cat_dim: int = 0,
-                 vocab_rows: bool = False, optional: bool = False) -> None:
+                 vocab_rows: bool = False, optional: bool = False, scale: float = 1.0) -> None:
         object.__setattr__(self, "ours", ours)
         object.__setattr__(self, "theirs", (theirs,) if isinstance(theirs, str) else tuple(theirs))
         object.__setattr__(self, "transpose", transpose)
         object.__setattr__(self, "cat_dim", cat_dim)
         object.__setattr__(self, "vocab_rows", vocab_rows)
         object.__setattr__(self, "optional", optional)
+        object.__setattr__(self, "scale", scale)
 
     def expand(self, num_layers: int, fmt: Mapping[str, str]) -> list["Rule"]:
         """Concrete rules: `{i}` over layers, other `{names}` from fmt (e.g. a prefix)."""
@@ -47,7 +50,7 @@ class Rule:
         for i in layers:
             values = dict(fmt, i=i)
             out.append(Rule(self.ours.format(**values), [t.format(**values) for t in self.theirs],
-                            self.transpose, self.cat_dim, self.vocab_rows, self.optional))
+                            self.transpose, self.cat_dim, self.vocab_rows, self.optional, self.scale))
         return out
 
 
@@ -77,7 +80,8 @@ class LoadReport:
 def _combine(rule: Rule, tensors: list[torch.Tensor]) -> torch.Tensor:
     if rule.transpose:
         tensors = [t.t() for t in tensors]
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=rule.cat_dim)
+    value = tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=rule.cat_dim)
+    return value if rule.scale == 1.0 else value * rule.scale
 
 
 def apply_map(rules: list[Rule], ours: Mapping[str, torch.Tensor], theirs: Mapping[str, object],
@@ -144,12 +148,12 @@ def apply_map(rules: list[Rule], ours: Mapping[str, torch.Tensor], theirs: Mappi
 
 
 def invert_map(rules: list[Rule], ours: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Their tensors from ours: split concatenations, undo transposes (rules for unbuilt parts are skipped)."""
+    """Their tensors from ours: split concatenations, undo transposes and scales (rules for unbuilt parts are skipped)."""
     out: dict[str, torch.Tensor] = {}
     for rule in rules:
         if rule.ours not in ours:
             continue
-        value = ours[rule.ours]
+        value = ours[rule.ours] if rule.scale == 1.0 else ours[rule.ours] / rule.scale
         parts = [value] if len(rule.theirs) == 1 else list(torch.chunk(value, len(rule.theirs), dim=rule.cat_dim))
         for name, part in zip(rule.theirs, parts):
             out[name] = (part.t() if rule.transpose else part).contiguous()

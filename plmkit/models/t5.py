@@ -8,6 +8,7 @@
                                        ─► RMSNorm ─► head
     head: T5.1.0  (hidden · d_model^-0.5) @ tokensᵀ         (tied, ReLU FFN)
           T5.1.1 / mT5  untied Linear                       (gated-GELU FFN)
+          T5 PEGASUS    untied Linear of hidden · d_model^-0.5 (bert4keras scales before every head)
 
 T5: arXiv:1910.10683. T5.1.1 (gated GELU, no tying, no dropout in pre-training):
 github.com/google-research/text-to-text-transfer-transformer/blob/main/released_checkpoints.md.
@@ -42,7 +43,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 # family-specific numeric options kept in ModelConfig.extra, with their defaults
 EXTRA_DEFAULTS: dict[str, Any] = {
     "gated_ffn": False,
-    "tie_word_embeddings": True,  # the head reads the token table, scaled by d_model^-0.5
+    "tie_word_embeddings": True,  # the head reads the token table
+    # the decoder output is scaled by d_model^-0.5 before the head; None: when the head is tied (mesh
+    # TensorFlow, transformers). bert4keras scales before an untied head too (T5 PEGASUS trained so)
+    "scale_decoder_outputs": None,
     "num_decoder_layers": None,  # None: as many as the encoder
     "relative_attention_num_buckets": 32,
     "relative_attention_max_distance": 128,
@@ -64,7 +68,9 @@ def t5_options(config: ModelConfig) -> dict[str, Any]:
     for name in ("num_decoder_layers", "relative_attention_num_buckets", "relative_attention_max_distance"):
         if not isinstance(o[name], int) or isinstance(o[name], bool) or o[name] <= 0:
             raise ConfigError(f"{config.source}: T5 option {name!r} must be a positive integer, found {o[name]!r}")
-    for name in ("gated_ffn", "tie_word_embeddings"):
+    if o["scale_decoder_outputs"] is None:
+        o["scale_decoder_outputs"] = o["tie_word_embeddings"]
+    for name in ("gated_ffn", "tie_word_embeddings", "scale_decoder_outputs"):
         if not isinstance(o[name], bool):
             raise ConfigError(f"{config.source}: T5 option {name!r} must be true or false, found {o[name]!r}")
     return o
@@ -118,7 +124,8 @@ def build_t5(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = F
                                 _ffn(c, o["gated_ffn"]), _norm(c), _norm(c), _norm(c), c.dropout)
             for _ in range(o["num_decoder_layers"])),
         _norm(c), relative_bias=_relative_bias(c, o, bidirectional=False), dropout=c.dropout)
-    head = TiedLMHead(scale=c.hidden_size ** -0.5) if o["tie_word_embeddings"] else LMHead(c.hidden_size, c.vocab_size)
+    scale = c.hidden_size ** -0.5 if o["scale_decoder_outputs"] else 1.0
+    head = TiedLMHead(scale=scale) if o["tie_word_embeddings"] else LMHead(c.hidden_size, c.vocab_size, scale=scale)
     model = EncoderDecoder(c, embeddings, encoder, decoder, head)
     return init_weights(model, o["initializer_factor"])
 
@@ -251,6 +258,9 @@ def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     if model_type == "mt5" and o["tie_word_embeddings"]:
         raise ConfigError(f"{c.source}: transformers' MT5 never scales a tied head; save this model as "
                           "family 't5.1.0' or untie it (tie_word_embeddings=False)")
+    if o["tie_word_embeddings"] and not o["scale_decoder_outputs"]:
+        raise ConfigError(f"{c.source}: transformers' T5 scales a tied head by d_model^-0.5; this model's is "
+                          "unscaled (scale_decoder_outputs=False), which its config cannot say")
     hf = {
         "model_type": model_type,
         "architectures": [_ARCHITECTURES[model_type]],
@@ -336,7 +346,10 @@ def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str
     if o["tie_word_embeddings"]:
         tied.add("lm_head.weight")
     else:
-        top.append(Rule("lm_head.weight", "lm_head.weight", vocab_rows=True))
+        # an untied head that bert4keras scales (T5 PEGASUS): transformers' is unscaled, so the scale is
+        # folded into its weight (theirs = ours * d_model^-0.5), which gives the same logits
+        fold = config.hidden_size ** 0.5 if o["scale_decoder_outputs"] else 1.0
+        top.append(Rule("lm_head.weight", "lm_head.weight", vocab_rows=True, scale=fold))
     rules = ([e for r in encoder for e in r.expand(config.num_layers, {})]
              + [e for r in decoder for e in r.expand(o["num_decoder_layers"], {})] + top)
     return rules, tied
@@ -440,6 +453,9 @@ def config_from_tf(d: dict[str, Any], source: str, family: str) -> ModelConfig:
     extra = {
         "gated_ffn": gated,
         "tie_word_embeddings": bool(d.get("tie_word_embeddings", preset["tie_word_embeddings"])),
+        # bert4keras divides the decoder output by sqrt(hidden_size) before any head (its option
+        # logit_scale, default true); T5 PEGASUS learned its untied head under that scale
+        "scale_decoder_outputs": bool(d.get("logit_scale", True)),
         "num_decoder_layers": d.get("num_decoder_layers") or d["num_hidden_layers"],
         "relative_attention_num_buckets": d.get("relative_attention_num_buckets", 32),  # bert4keras fixes 32
         "relative_attention_max_distance": d.get("relative_attention_max_distance", 128),
@@ -483,6 +499,8 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
         d["num_decoder_layers"] = o["num_decoder_layers"]
     if o["tie_word_embeddings"] != PRESETS[c.family]["tie_word_embeddings"]:
         d["tie_word_embeddings"] = o["tie_word_embeddings"]
+    if not o["scale_decoder_outputs"]:
+        d["logit_scale"] = False  # bert4keras' default is to scale
     if c.max_position != 512:
         d["max_position_embeddings"] = c.max_position
     return d

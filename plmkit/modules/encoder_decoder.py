@@ -112,13 +112,20 @@ class TiedLMHead(nn.Module):
 
 
 class LMHead(Linear):
-    """An untied output projection hidden -> vocabulary, without bias (T5.1.1, mT5)."""
+    """An untied output projection (hidden * scale) -> vocabulary, without bias (T5.1.1, mT5).
 
-    def __init__(self, hidden_size: int, vocab_size: int) -> None:
+    Mesh TensorFlow (Google's T5.1.1 / mT5) leaves an untied head's input unscaled; bert4keras
+    scales it by d_model^-0.5 as for a tied one, and T5 PEGASUS was trained that way."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, scale: float = 1.0) -> None:
         super().__init__(hidden_size, vocab_size, bias=False)
+        self.scale = scale
 
     def forward(self, hidden: torch.Tensor, embedding: nn.Embedding | None = None) -> torch.Tensor:
-        return super().forward(hidden)  # (B, T, V)
+        return super().forward(hidden if self.scale == 1.0 else hidden * self.scale)  # (B, T, V)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.scale == 1.0 else f", scale={self.scale:.6g}")
 
 
 class EncoderDecoder(nn.Module):
