@@ -1,29 +1,28 @@
 """NEZHA against transformers 4.x's NezhaModel (dropped in transformers 5), plus hand-checked tables.
 
 The oracle runs in a subprocess whose PYTHONPATH puts a transformers 4.x install first (it
-shares this interpreter's torch). Point PLMKIT_TRANSFORMERS4_PATH at that directory; the
-default is /work/nezhavenv/site, made with
+shares this interpreter's torch): `.oracles/transformers4` in the repository, made by
 
-    pip install --no-deps --target /work/nezhavenv/site 'transformers==4.57.6' 'huggingface_hub==0.36.2' \
-        'tokenizers==0.22.2' requests certifi charset_normalizer urllib3 idna
+    python tests/scripts/install_oracles.py
 
-Without it the oracle tests are skipped with that reason; the hand-checked tests always run.
+or the directory PLMKIT_TRANSFORMERS4_PATH names. Without it the oracle tests are skipped with a
+reason that gives the install command; the hand-checked tests always run.
 """
 import json
 import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 import plmkit
+from conftest import TRANSFORMERS4, transformers4_path
 from plmkit.modules.relative_position import FunctionalRelativePositions, RelativeSelfAttention
 
-ORACLE_PATH = os.environ.get("PLMKIT_TRANSFORMERS4_PATH", "/work/nezhavenv/site")
+ORACLE_PATH = str(TRANSFORMERS4)
 
 # A worker under transformers 4.x, started once per module: it answers one JSON request per line.
 # mode "make": build, perturb, save each case's model, run it; mode "load": load each case's
@@ -133,9 +132,7 @@ OPTIONS = {"model": dict(with_pool=True), "mlm": dict(with_mlm=True), "pretraini
 
 @pytest.fixture(scope="module")
 def oracle(tmp_path_factory):
-    if not Path(ORACLE_PATH).is_dir():
-        pytest.skip(f"transformers 4.x oracle not installed at {ORACLE_PATH} "
-                    "(set PLMKIT_TRANSFORMERS4_PATH; see this module's docstring)")
+    transformers4_path()  # skips, saying how to install it, when absent
     worker = Oracle()
     if worker.greeting != "ready":
         worker.close()

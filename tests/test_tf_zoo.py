@@ -322,10 +322,10 @@ def test_nezha_names_and_round_trip(tmp_path):
 
 
 def test_nezha_matches_transformers4(tmp_path):
-    from test_nezha_parity import ORACLE_PATH, Oracle
+    from conftest import transformers4_path
+    from test_nezha_parity import Oracle
 
-    if not Path(ORACLE_PATH).is_dir():
-        pytest.skip(f"transformers 4.x oracle not installed at {ORACLE_PATH} (see test_nezha_parity)")
+    transformers4_path()  # skips, saying how to install it, when absent
     worker = Oracle()
     try:
         if worker.greeting != "ready":
