@@ -35,9 +35,12 @@ def test_exact_search_matches_numpy_argsort():
         VectorIndex(corpus).search(torch.zeros(2, 8))
 
 
+ANN_INSTALL = {"faiss": "pip install faiss-cpu (plmkit's ann extra)", "usearch": "pip install usearch"}
+
+
 @pytest.mark.parametrize("backend", ["faiss", "usearch"])
 def test_approximate_backends_recall(backend):
-    pytest.importorskip(backend)
+    pytest.importorskip(backend, reason=f"{backend} (an optional ANN backend) not installed: {ANN_INSTALL[backend]}")
     corpus, queries = _unit(3000, 32, 2), _unit(50, 32, 3)
     exact = VectorIndex(corpus, "exact").search(queries, k=10)[1]
     scores, ids = VectorIndex(corpus, backend).search(queries, k=10)
