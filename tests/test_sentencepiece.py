@@ -123,17 +123,20 @@ def test_albert_matches_transformers(albert_dir, corpus):
 
 
 def test_bert4keras_truncation_by_hand(t5_dir):
-    """encode(maxlen=) drops from the longer segment, specials counted, the first on a tie (bert4keras)."""
+    """encode(maxlen=) drops from the segment with more content tokens, the first on a tie (bert4keras
+    0.11.5), and never returns more than maxlen tokens (bert4keras's +1 for a pair would allow one more
+    when there is no start token, as for T5)."""
     tok = load_sentencepiece(t5_dir / "spiece.model")
     a, b = "the the the the the", "and and and"  # one piece per word
     assert len(tok.encode(a)[0]) == 6 and len(tok.encode(b)[0]) == 4
-    # lengths 6 + 4 = 10 > 8: first 6 >= 4 -> 5; 5 >= 4 -> 4; 4 + 4 = 8 fits: 3 + 3 content tokens
+    # content 5 + 3 (+ 2 </s>) = 10 > 8: 5 >= 3 -> 4; 4 >= 3 -> 3; 3 + 3 + 2 = 8 fits
     ids, segments = tok.encode(a, b, maxlen=8)
     the, and_, eos = tok.token_to_id("\u2581the"), tok.token_to_id("\u2581and"), tok.end_token_id
     assert ids == [the] * 3 + [eos] + [and_] * 3 + [eos]
     assert segments == [0] * 4 + [1] * 4
-    # 6 + 4 > 7: 5 + 4 > 7: 4 + 4 > 7 -> tie, first: 3 + 4 = 7
+    # then for 7: 3 + 3 + 2 > 7 -> tie, the first: 2 + 3 + 2 = 7
     assert tok.encode(a, b, maxlen=7)[0] == [the] * 2 + [eos] + [and_] * 3 + [eos]
+    assert tok.encode(a, b, max_length=7)[0] == tok.encode(a, b, maxlen=7)[0]
     with pytest.raises(ValueError, match="no room"):
         tok.encode(a, b, maxlen=1)
 

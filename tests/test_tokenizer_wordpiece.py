@@ -269,20 +269,52 @@ def tiny(tmp_path) -> WordPieceTokenizer:
 
 
 def test_encode_bert4keras_truncation(tiny):
-    # Hand-run of bert4keras: lengths [CLS]a b c d[SEP]=6 vs e f g h i[SEP]=6; pop from the first on
-    # ties, else from the longer: 6/6 -> 5/6 -> 5/5 -> 4/5 -> 4/4 (total 8).
+    # Hand-run of bert4keras 0.11.5: [CLS]a b c d[SEP]=6 vs [CLS]e f g h i[SEP]=7 against maxlen+1=9;
+    # pop before [SEP] from the longer, the first on ties: 6/7 -> 6/6 -> 5/6 -> 5/5 -> 4/5 (total 9),
+    # then B's [CLS] goes: [CLS] a b [SEP] e f g [SEP].
     ids, segments = tiny.encode("a b c d", "e f g h i", maxlen=8)
     assert ids == [2, 5, 6, 3, 9, 10, 11, 3]
     assert segments == [0, 0, 0, 0, 1, 1, 1, 1]
-    # The first text, one token shorter, still loses first: 5/5 -> 4/5 -> 4/4 -> 3/4 (total 7).
+    # 5/6 against 8 -> 5/5 -> 4/5 -> 4/4 (total 8): [CLS] a b [SEP] d e [SEP]
     ids, segments = tiny.encode("a b c", "d e f g", maxlen=7)
-    assert ids == [2, 5, 3, 8, 9, 10, 3]
-    assert segments == [0, 0, 0, 1, 1, 1, 1]
+    assert ids == [2, 5, 6, 3, 8, 9, 3]
+    assert segments == [0, 0, 0, 0, 1, 1, 1]
+    assert tiny.encode("a b c", "d e f g", max_length=7) == (ids, segments)  # transformers' name
+    with pytest.raises(ValueError, match="not both"):
+        tiny.encode("a", "b", maxlen=5, max_length=6)
     assert tiny.encode("a b c d e", maxlen=4) == ([2, 5, 6, 3], [0, 0, 0, 0])
     assert tiny.encode("a b", "c") == ([2, 5, 6, 3, 7, 3], [0, 0, 0, 0, 1, 1])
     assert tiny.tokenize("a b c d e", maxlen=4) == ["[CLS]", "a", "b", "[SEP]"]
     with pytest.raises(ValueError, match="maxlen=2"):
         tiny.encode("a", "b", maxlen=2)
+
+
+def _bert4keras_encode(first: list, second: list | None, maxlen: int) -> list:
+    """bert4keras 0.11.5's Tokenizer.encode on token lists, transcribed from its published source
+    (tokenizers.TokenizerBase.encode and snippets.truncate_sequences): [CLS] and [SEP] around each
+    text, maxlen + 1 for a pair, pop index -2 of the longest (numpy argmax: the first on ties)."""
+    seqs = [["[CLS]", *first, "[SEP]"]] + ([["[CLS]", *second, "[SEP]"]] if second is not None else [])
+    budget = maxlen + (1 if second is not None else 0)
+    while sum(map(len, seqs)) > budget:
+        lengths = [len(s) for s in seqs]
+        seqs[lengths.index(max(lengths))].pop(-2)
+    return seqs[0] + (seqs[1][1:] if second is not None else [])
+
+
+def test_encode_truncation_matches_bert4keras_on_many_pairs(tiny):
+    import random
+
+    rng = random.Random(0)
+    words = "a b c d e f g h i".split()
+    for _ in range(400):
+        first = [rng.choice(words) for _ in range(rng.randint(1, 12))]
+        second = [rng.choice(words) for _ in range(rng.randint(1, 12))] if rng.random() < 0.8 else None
+        maxlen = rng.randint(4 if second is not None else 3, 28)
+        ids, segments = tiny.encode(" ".join(first), None if second is None else " ".join(second), maxlen=maxlen)
+        expected = _bert4keras_encode(first, second, maxlen)
+        assert tiny.ids_to_tokens(ids) == expected, (first, second, maxlen)
+        n_first = expected.index("[SEP]") + 1
+        assert segments == [0] * n_first + [1] * (len(expected) - n_first)
 
 
 def test_call_truncation_is_transformers_longest_first(tiny):

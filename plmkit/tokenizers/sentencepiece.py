@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .wordpiece import batch_inputs, read_json_object  # one validation for both tokenizers
+from .wordpiece import _one_length, batch_inputs, bert4keras_lengths, read_json_object  # shared by both tokenizers
 
 SPIECE_FILE = "spiece.model"
 CONFIG_FILE = "tokenizer_config.json"
@@ -202,13 +202,16 @@ class SentencePieceTokenizer:
         ids, _ = self.encode(text, maxlen=maxlen)
         return [self.id_to_token(i) for i in ids]
 
-    def encode(self, first: str, second: str | None = None, maxlen: int | None = None) -> tuple[list[int], list[int]]:
-        """(token_ids, segment_ids) as bert4keras's ``SpTokenizer.encode``, including its truncation."""
+    def encode(self, first: str, second: str | None = None, maxlen: int | None = None, *,
+               max_length: int | None = None) -> tuple[list[int], list[int]]:
+        """(token_ids, segment_ids) as bert4keras's ``SpTokenizer.encode``, including its truncation
+        (wordpiece.bert4keras_lengths); ``max_length`` is another name for ``maxlen``."""
+        maxlen = _one_length(maxlen, max_length)
         pieces = self._pieces_of([first] if second is None else [first, second])
         a, b = pieces[0], (pieces[1] if second is not None else None)
         if maxlen is not None:
-            na, nb = _bert4keras_lengths(len(a), None if b is None else len(b), maxlen,
-                                         self.start_token is not None)
+            na, nb = bert4keras_lengths(len(a), None if b is None else len(b), maxlen,
+                                        (self.start_token is not None) + 1 + (b is not None))
             a, b = a[:na], (None if b is None else b[:nb])
         return self._template(a, b)
 
@@ -368,23 +371,6 @@ def _longest_first(na: int, nb: int | None, budget: int) -> tuple[int, int]:
         return budget - kept_b, kept_b
     kept_a = min(na, budget // 2)
     return kept_a, budget - kept_a
-
-
-def _bert4keras_lengths(na: int, nb: int | None, maxlen: int, has_start: bool) -> tuple[int, int]:
-    """Content lengths after bert4keras's truncation: drop the last content token of the longer
-    segment (counting its start / end tokens; the first segment on a tie) until all fits."""
-    start = int(has_start)
-    n_special = start + 1 + (nb is not None)
-    if maxlen < n_special:
-        raise ValueError(f"maxlen={maxlen} leaves no room for the {n_special} special tokens")
-    b = nb or 0
-    while na + b + n_special > maxlen:
-        first_longer = na + start + 1 >= b + 1
-        if (first_longer and na > 0) or b == 0:
-            na -= 1
-        else:
-            b -= 1
-    return na, b
 
 
 # ---- loading from a directory -----------------------------------------------------------------

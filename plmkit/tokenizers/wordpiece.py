@@ -179,22 +179,23 @@ class WordPieceTokenizer:
     def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
         """Tokens of ``text`` wrapped in [CLS] ... [SEP]; ``maxlen`` truncates as :meth:`encode` does."""
         tokens = self._engine.encode(text, add_special_tokens=False).tokens
-        n, _ = _bert4keras_lengths(len(tokens), None, maxlen)
+        n, _ = bert4keras_lengths(len(tokens), None, maxlen, 2)
         return [self.cls_token, *tokens[:n], self.sep_token]
 
-    def encode(self, first: str, second: str | None = None, maxlen: int | None = None) -> tuple[list[int], list[int]]:
+    def encode(self, first: str, second: str | None = None, maxlen: int | None = None, *,
+               max_length: int | None = None) -> tuple[list[int], list[int]]:
         """bert4keras ``Tokenizer.encode``: ``(token_ids, segment_ids)`` for ``[CLS] A [SEP] (B [SEP])``.
 
-        Truncation to ``maxlen`` follows bert4keras: while the total is too long, drop the last
-        content token (the one just before the final [SEP]) of the currently longer sequence, the
-        first one on a tie. Lengths are compared as bert4keras counts them, with their special
-        tokens: ``[CLS] A [SEP]`` against ``B [SEP]``, so A also loses a token when it is one token
-        shorter than B. (transformers' "longest_first", used by ``__call__``, compares A with B.)
-        A sequence whose content is used up is left alone rather than losing its [CLS].
+        Truncation to ``maxlen`` (or ``max_length``, as transformers names it) follows bert4keras
+        0.11.5 (see bert4keras_lengths): while the total is too long, drop the last content
+        token (the one just before its [SEP]) of the segment with more content tokens, the
+        first one on a tie. (``__call__`` truncates as transformers' "longest_first", which
+        splits the budget differently.)
         """
+        maxlen = _one_length(maxlen, max_length)
         a = self._engine.encode(first, add_special_tokens=False).ids
         b = None if second is None else self._engine.encode(second, add_special_tokens=False).ids
-        na, nb = _bert4keras_lengths(len(a), None if b is None else len(b), maxlen)
+        na, nb = bert4keras_lengths(len(a), None if b is None else len(b), maxlen, 2 if b is None else 3)
         token_ids = [self.cls_token_id, *a[:na], self.sep_token_id]
         segment_ids = [0] * len(token_ids)
         if b is not None:
@@ -396,12 +397,36 @@ def _as_text_list(texts: str | Sequence[str], name: str) -> list[str]:
     return texts
 
 
-def _bert4keras_lengths(na: int, nb: int | None, maxlen: int | None) -> tuple[int, int]:
-    """Content lengths left after bert4keras truncation of ``[CLS] A [SEP]`` and ``B [SEP]`` to ``maxlen``."""
-    n_special = 2 if nb is None else 3
+def _one_length(maxlen: int | None, max_length: int | None) -> int | None:
+    """``maxlen`` (bert4keras's name) or ``max_length`` (transformers'): one of them."""
+    if maxlen is not None and max_length is not None and maxlen != max_length:
+        raise ValueError(f"give maxlen or max_length, not both (found {maxlen} and {max_length})")
+    return maxlen if maxlen is not None else max_length
+
+
+def bert4keras_lengths(na: int, nb: int | None, maxlen: int | None, n_special: int) -> tuple[int, int]:
+    """Content lengths of one or two segments after bert4keras 0.11.5's ``encode`` truncation.
+
+    bert4keras tokenizes each text with its start and end tokens, adds 1 to ``maxlen`` for a
+    pair (B's start token is dropped afterwards), then pops the token before the end token of
+    the longer segment, the first one on a tie, until the total fits. Both segments carry the
+    same special tokens while lengths are compared, so this compares the content lengths.
+    ``n_special`` is how many special tokens the final sequence holds. (Without a start token,
+    bert4keras's +1 would let a pair reach ``maxlen + 1`` tokens; here the result never
+    exceeds ``maxlen``.) A segment whose content is used up is left alone rather than losing
+    a special token.
+    """
     b = nb or 0
     if maxlen is None:
         return na, b
+    if maxlen < n_special:
+        raise ValueError(f"maxlen={maxlen} leaves no room for the {n_special} special tokens")
+    while na + b + n_special > maxlen:
+        if b == 0 or (na > 0 and na >= b):
+            na -= 1
+        else:
+            b -= 1
+    return na, b
     if maxlen < n_special:
         raise ValueError(f"maxlen={maxlen} leaves no room for the {n_special} special tokens")
     while na + b + n_special > maxlen:
