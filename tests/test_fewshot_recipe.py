@@ -104,3 +104,11 @@ def test_ptune_on_a_causal_lm_with_the_slot_at_the_end(files):
     assert losses[-1] < losses[0]  # the prompts alone lowered the loss of a frozen GPT-2
     assert not (files / "gpt-pt" / "member0" / "model").exists()
     assert _predict_accuracy(files, files / "gpt-pt") == pytest.approx(report["ensemble"]["valid_accuracy"])
+
+
+def test_few_shot_pet_with_the_default_precision(files):
+    """precision left at "auto" (bf16 autocast on a CPU with native bf16): PET still fits its training set."""
+    cfg = FewShotConfig(patterns=["{mask}满意。{text}"], steps=100, lr=5e-3, batch_size=10)
+    report = run_fewshot(files / "base", files / "pet_auto", train=files / "train.tsv", valid=files / "valid.tsv",
+                         cfg=cfg, progress=False)
+    assert report["patterns"]["{mask}满意。{text}"]["valid_accuracy"] == 1.0

@@ -144,3 +144,16 @@ def test_stack_layers_repeats_the_top_layers_as_transformers_computes_them(tmp_p
             stack_layers(shallow, bad)
     with pytest.raises(ValueError, match="grow_layers needs init"):
         pretrain([tmp_path / "none.txt"], tmp_path / "x", PretrainConfig(grow_layers=4), progress=False)
+
+
+def test_tiny_run_with_the_default_precision_records_it(tmp_path):
+    from plmkit.hardware import resolve_precision
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["今天/t  天气/n  很/d  好/a", "我们/r  去/v  公园/n  散步/v"] * 40), encoding="utf-8")
+    cfg = PretrainConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=24, max_position=32,
+                         max_length=16, vocab_min_count=1, batch_size=8, steps=3)
+    model_dir = pretrain([corpus], tmp_path / "out", cfg, progress=False)
+    about = json.loads((model_dir / "pretrain.json").read_text())
+    assert about["steps"] == 3 and about["precision"] == resolve_precision("auto") and about["device"] == "cpu"
+    assert plmkit.from_pretrained(model_dir, with_mlm=True).config.vocab_size == plmkit.load_tokenizer(model_dir).vocab_size

@@ -84,7 +84,7 @@ def test_accumulation_equals_one_large_batch_with_uneven_micro_batches():
     splits = [(0, 3), (3, 5), (5, 6), (6, 9), (9, 11), (11, 12)]
     micro = [(tokens[a:b], tags[a:b]) for a, b in splits]
     opt = RecordingSGD(model.parameters(), lr=0.5)
-    Trainer(model, token_loss, opt, accumulation=3, progress=False).fit(micro, epochs=1, resume=False)
+    Trainer(model, token_loss, opt, accumulation=3, precision="fp32", progress=False).fit(micro, epochs=1, resume=False)
 
     ref_opt = RecordingSGD(big.parameters(), lr=0.5)
     expected = []
@@ -110,7 +110,7 @@ def test_accumulation_equals_one_large_batch_with_uneven_micro_batches():
     fresh = TokenTagger()
     fresh.load_state_dict(other.state_dict())
     opt2 = RecordingSGD(other.parameters(), lr=0.5)
-    Trainer(other, mean_loss, opt2, accumulation=3, progress=False).fit(micro[:3], epochs=1, resume=False)
+    Trainer(other, mean_loss, opt2, accumulation=3, precision="fp32", progress=False).fit(micro[:3], epochs=1, resume=False)
     exact = _reference_grads(fresh, tokens[:6], tags[:6])
     assert max((a - b).abs().max().item() for a, b in zip(opt2.seen[0], exact)) > 1e-3
 
@@ -124,7 +124,7 @@ def test_trailing_window_and_clipping_by_hand():
     # Five micro-batches with accumulation 2: windows {0,1}, {2,3} and the trailing {4}.
     micro = [(tokens[i : i + 2], tags[i : i + 2]) for i in range(0, 10, 2)]
     opt = RecordingSGD(model.parameters(), lr=1.0)
-    Trainer(model, token_loss, opt, accumulation=2, max_grad_norm=0.05, progress=False).fit(micro, resume=False)
+    Trainer(model, token_loss, opt, accumulation=2, max_grad_norm=0.05, precision="fp32", progress=False).fit(micro, resume=False)
     assert len(opt.seen) == 3
     for window, rows in enumerate((slice(0, 4), slice(4, 8), slice(8, 10))):
         g = _reference_grads(ref, tokens[rows], tags[rows])
@@ -225,7 +225,7 @@ def test_evaluate_predict_and_early_stopping(tmp_path):
     torch.manual_seed(0)
     model = TokenTagger()
     loader = [(tokens[:5], tags[:5]), (tokens[5:], tags[5:])]
-    trainer = Trainer(model, token_loss, torch.optim.SGD(model.parameters(), lr=0.0), progress=False,
+    trainer = Trainer(model, token_loss, torch.optim.SGD(model.parameters(), lr=0.0), precision="fp32", progress=False,
                       out_dir=tmp_path)
     # The loss is weighted by token counts, not averaged per batch.
     with torch.no_grad():

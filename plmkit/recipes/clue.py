@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..convert.files import atomic_write, save_json
+from ..hardware import resolve_device, resolve_precision
 from ..losses import multilabel_categorical_crossentropy
 from ..modules.linear import Linear
 from ..pretrained import from_pretrained
@@ -69,7 +70,7 @@ class ClueConfig:
     warmup: float = 0.1
     crf_lr_scale: float = 100.0  # CRF scores start at 0 and need a larger rate (bert4keras: crf_lr_multiplier)
     patience: int | None = None  # epochs without a better dev score before stopping
-    precision: str = "bf16"
+    precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
     seed: int = 0
     max_steps: int | None = None
     train_limit: int | None = None  # first N training examples only (quick runs)
@@ -181,9 +182,10 @@ class _Recipe:
     def __init__(self, spec: TaskSpec, tokenizer, cfg: ClueConfig, max_length: int, device: torch.device,
                  train: list, dev: list) -> None:
         self.spec, self.tokenizer, self.cfg, self.max_length, self.device = spec, tokenizer, cfg, max_length, device
+        self.precision = resolve_precision(cfg.precision, device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @contextlib.contextmanager
     def inference(self, model: nn.Module) -> Iterator[None]:
@@ -522,7 +524,7 @@ def run_clue(task: str, model: str | Path, data_dir: str | Path, out_dir: str | 
     train, dev = train[:cfg.train_limit], dev[:cfg.dev_limit]
 
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device)
     tokenizer = load_tokenizer(model)
     batch_size, max_length = KIND_DEFAULTS[spec.kind]
     batch_size = cfg.batch_size or batch_size
@@ -559,7 +561,7 @@ def run_clue(task: str, model: str | Path, data_dir: str | Path, out_dir: str | 
               "submission": str(out / spec.submission), "train_examples": len(train), "dev_examples": len(dev),
               "test_examples": len(test), "steps": fit["step"], "epochs_run": fit["epoch"],
               "max_length": max_length, "batch_size": batch_size, "model": str(model), "data": str(folder),
-              "config": asdict(cfg), **recipe.metadata()}
+              "config": asdict(cfg), "precision": trainer.precision, **recipe.metadata()}
     if not cfg.keep_checkpoints:
         for name in ("checkpoint.pt", "best.pt"):
             (work / name).unlink(missing_ok=True)

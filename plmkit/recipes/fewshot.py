@@ -56,7 +56,7 @@ class FewShotConfig:
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup: float = 0.1
-    precision: str = "bf16"
+    precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
     seed: int = 0
     train_sample: int | None = None  # sample this many training examples (seeded)
     unlabeled_weight: float = 0.0  # MLM on unlabeled texts (PET's semi-supervised variant)

@@ -2,7 +2,7 @@
 
     corpus lines ─► words (POS-tagged text: its own segmentation; else jieba when installed; else characters)
                  ─► char WordPiece ids, packed into sequences of max_length ─► dynamic (whole-word) masking
-                 ─► Trainer (AdamW, warmup + linear decay, bf16 autocast, resumable) ─► HF-format model dir
+                 ─► Trainer (AdamW, warmup + linear decay, bf16 autocast where native, resumable) ─► HF-format model dir
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from ..convert.files import save_json
 from ..data import SPECIALS, build_char_vocab, mask_tokens
+from ..hardware import resolve_device
 from ..models import build_model
 from ..modules.attention import SelfAttention
 from ..pretrained import from_pretrained, save_pretrained
@@ -51,7 +52,8 @@ class PretrainConfig:
     stop_after: int = 0  # stop (and export) after this many steps; 0: run the whole schedule
     mask_prob: float = 0.15
     whole_word: bool = True  # mask whole words (segmented corpora, or jieba); False: single characters
-    precision: str = "bf16"
+    precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
+    device: str | None = None  # default: cuda when available, else cpu
     seed: int = 0
     init: str = ""  # continue from this model directory (its vocabulary and sizes); "": random weights
     dropout: float = 0.0  # while pretraining (the saved config keeps 0.1 for fine-tuning); see set_dropout
@@ -250,13 +252,16 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                              intermediate_size=cfg.intermediate_size, max_position=cfg.max_position, type_vocab_size=2)
         model = build_model(config, with_mlm=True, with_pool=True)
     set_dropout(model, cfg.dropout)
+    device = resolve_device(cfg.device)
+    model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(seqs, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                                          collate_fn=MLMBatches(tokenizer, cfg.mask_prob, cfg.whole_word), drop_last=True)
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lambda_scheduler(optimizer, warmup_linear(int(cfg.steps * cfg.warmup), cfg.steps))
     trainer = Trainer(model, mlm_loss, optimizer, scheduler, max_grad_norm=1.0, precision=cfg.precision,
-                      out_dir=out / "run", progress=progress, save_every=200, log_every=20)
+                      out_dir=out / "run", progress=progress, save_every=200, log_every=20,
+                      device=device)
     epochs = -(-cfg.steps // len(loader))
     result = trainer.fit(loader, epochs=epochs, max_steps=cfg.stop_after or cfg.steps, resume=resume)
     model_dir = out / "model"
@@ -270,6 +275,7 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
             del settings[key]
     about = {"recipe": "plmkit pretrain", "config": settings, "corpus": [str(c) for c in corpus],
              "excluded_texts": len(exclude), "lines": len(lines), "sequences": len(seqs), "steps": result["step"],
+             "precision": trainer.precision, "device": str(trainer.device),
              "seconds_this_run": round(time.time() - started, 1)}
     save_json(about, model_dir / "pretrain.json")
     return model_dir

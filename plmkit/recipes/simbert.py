@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import mask_tokens
+from ..hardware import resolve_precision
 from ..modules.linear import Linear
 from ..sentence import encode_sentences, pool
 from ..similarity.contrastive import accumulated_backward, paired_contrastive_loss
@@ -54,7 +55,7 @@ class SimBertConfig:
     noise_rows: float = 0.5  # share of rows that get the noise
     distill_weight: float = 100.0  # used only when a teacher is given
     chunks: int = 1  # >1: exact gradient accumulation over this many chunks of the batch
-    precision: str = "fp32"  # or "bf16" (autocast)
+    precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
     seed: int = 0
 
 
@@ -189,12 +190,10 @@ def _check_model(model: nn.Module) -> None:
                          "(build_simbert / load_simbert make such a model)")
 
 
-def _autocast(precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if resolve_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16)
-    raise ValueError(f"precision must be 'fp32' or 'bf16', found {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def simbert_step(model: nn.Module, batch: dict, config: SimBertConfig, *, input_ids: Tensor | None = None,
@@ -207,7 +206,7 @@ def simbert_step(model: nn.Module, batch: dict, config: SimBertConfig, *, input_
     count = (seg[:, 1:] * att[:, 1:]).sum().clamp(min=1)
 
     def embed(rows: slice):
-        with _autocast(config.precision):
+        with _autocast(config.precision, device):
             out = model(ids[rows], token_type_ids=seg[rows], attention_mask=att[rows])
             z = pool(out, att[rows], config.pooling, model).float()
         s2s, _ = seq2seq_loss_sum(out.logits, target[rows], seg[rows], att[rows])

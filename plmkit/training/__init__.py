@@ -4,7 +4,7 @@
 
     optimizer = build_optimizer(model, lr=2e-5, weight_decay=0.01, layerwise_decay=0.9)
     scheduler = lambda_scheduler(optimizer, warmup_linear(100, 1000))
-    trainer = Trainer(model, loss_fn, optimizer, scheduler, accumulation=4, precision="bf16",
+    trainer = Trainer(model, loss_fn, optimizer, scheduler, accumulation=4, precision="auto",
                       max_grad_norm=1.0, out_dir="runs/x")
     trainer.fit(train_loader, epochs=3, valid_loader=valid_loader, metric_fn=accuracy)
 

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..hardware import describe, fast_linear_for, resolve_precision
 from .adversarial import FGM
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import (
@@ -157,7 +158,7 @@ class Trainer:
         *,
         accumulation: int = 1,
         max_grad_norm: float | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         ema: EMA | None = None,
         fgm: FGM | None = None,
         fgm_epsilon: float = 1.0,
@@ -180,8 +181,6 @@ class Trainer:
         """
         if accumulation < 1:
             raise ValueError(f"accumulation: expected >= 1, found {accumulation}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision: expected 'fp32' or 'bf16', found {precision!r}")
         if max_grad_norm is not None and max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm: expected > 0 or None, found {max_grad_norm}")
         if save_every is not None and save_every < 1:
@@ -202,7 +201,8 @@ class Trainer:
         self.scheduler = scheduler
         self.accumulation = accumulation
         self.max_grad_norm = max_grad_norm
-        self.precision = precision
+        # "auto": bf16 autocast only where bf16 is native to the device (plmkit.hardware)
+        self.precision = resolve_precision(precision, self.device)
         self.ema = ema
         self.fgm = fgm
         self.fgm_epsilon = fgm_epsilon
@@ -355,12 +355,17 @@ class Trainer:
         resume_state = self._load_for_resume() if resume else None
 
         main = is_main_process()
+        if main:
+            logger.info("%s", describe(self.precision, self.device))
         if self.out_dir is not None and main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             metrics_path = self.out_dir / "metrics.jsonl"
             if resume:
                 truncate_metrics(metrics_path, self.step)
             self._metrics = MetricsLogger(metrics_path, tensorboard=self.tensorboard)
+            # what this (part of the) run ran with: a resumed run on another machine says so
+            self._metrics.log({"split": "run", "step": self.step, "device": str(self.device),
+                               "precision": self.precision, "fast_fp32_linear": fast_linear_for(self.device)})
         per_epoch = (
             math.ceil(len(train_loader) / self.accumulation) if hasattr(train_loader, "__len__") else None
         )
