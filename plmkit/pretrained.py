@@ -97,7 +97,7 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
                     with_nsp: bool = False, application: str | None = None, keep_tokens: list[int] | None = None,
                     allow_missing: bool = False, allow_unexpected: bool = False,
                     dtype: torch.dtype | None = None, config: str | Path | None = None,
-                    **build_options: Any) -> nn.Module:
+                    quantize: str | None = None, **build_options: Any) -> nn.Module:
     """Load a pretrained model in eval mode; `model.load_report` says what was loaded.
 
     `path` is a Hugging Face directory (config.json + safetensors / pytorch_model.bin) or an
@@ -114,13 +114,23 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     `application` ("encoder" | "lm" | "unilm") defaults to the family's own (bidirectional
     for BERT-like encoders, causal for GPT). `num_labels=N` adds a new classification head,
     initialised as the builder does and listed in `load_report.missing`.
+
+    Inference precision: `dtype=torch.bfloat16` stores and runs the model in bf16 (fast where
+    the CPU has native bf16: see plmkit.hardware); `quantize="int8"` replaces the linear layers
+    by int8 dynamic-quantised ones for CPU inference (plmkit.quantize).
     """
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize: expected None or 'int8', found {quantize!r}")
     source = open_checkpoint(path, model, config)
     options = dict(with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, **build_options)
     if application is not None:
         options["application"] = application
-    return load_source(source, options, keep_tokens=keep_tokens, allow_missing=allow_missing,
-                       allow_unexpected=allow_unexpected, dtype=dtype)
+    model = load_source(source, options, keep_tokens=keep_tokens, allow_missing=allow_missing,
+                        allow_unexpected=allow_unexpected, dtype=dtype)
+    if quantize == "int8":
+        from .quantize import quantize_dynamic
+        quantize_dynamic(model)
+    return model
 
 
 _TF_CONFIGS = ("bert_config.json", "albert_config.json", "config.json")
@@ -222,6 +232,17 @@ def _tie_heads(model: nn.Module) -> None:
         mlm.embedding = [model.embeddings.token]
 
 
+INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def inference_options(precision: str) -> dict[str, Any]:
+    """from_pretrained options for an inference precision: fp32 (exact), bf16 (weights and compute), int8
+    (dynamic quantisation of the linear layers, CPU)."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(INFERENCE_PRECISIONS)}, found {precision!r}")
+    return {"bf16": {"dtype": torch.bfloat16}, "int8": {"quantize": "int8"}}.get(precision, {})
+
+
 def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf", *, dtype: torch.dtype | None = None,
                     tokenizer=None) -> Path:
     """Write `model` as a directory transformers (format="hf") loads back to the same outputs.
@@ -230,6 +251,9 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf", *
     `tokenizer` (anything with .save(dir)) is written beside the weights.
     """
     out = Path(out_dir)
+    if getattr(model, "quantized", None):
+        raise ValueError(f"save_pretrained: the model is {model.quantized}-quantised for inference; save the float "
+                         "model (load it again without quantize=) and quantise after loading")
     config = model.config
     family = get_family(config.family)
     if format == "tf":
