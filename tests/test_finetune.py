@@ -228,3 +228,18 @@ def test_cli_reads_finetune_options_by_their_annotated_types(monkeypatch, tmp_pa
     assert cli(["finetune", "--model", "m", "--train", "t", "--valid", "v", "--out", str(tmp_path / "o"),
                 "--group-by-length", "true"]) == 0
     assert seen["cfg"].group_by_length is True and seen["cfg"].dropout is None
+
+
+def test_finetune_with_the_default_precision_learns_and_records_it(setup):
+    """precision left at its default ("auto"): bf16 autocast where the CPU has native bf16, else fp32."""
+    from plmkit.hardware import resolve_precision
+
+    tmp, files = setup
+    cfg = FinetuneConfig(epochs=6, batch_size=16, lr=3e-3, patience=6)
+    report = finetune(tmp / "base", files["train"], files["valid"], tmp / "auto", test=files["test"], cfg=cfg,
+                      progress=False)
+    assert report["test_accuracy"] >= 0.9
+    saved = json.loads((tmp / "auto" / "results.json").read_text())
+    assert saved["precision"] == resolve_precision("auto") and saved["config"]["precision"] == "auto"
+    runs = [json.loads(l) for l in (tmp / "auto" / "metrics.jsonl").read_text().splitlines() if '"run"' in l]
+    assert runs and runs[0]["precision"] == resolve_precision("auto")

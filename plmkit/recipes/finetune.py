@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -23,9 +22,10 @@ import torch.nn.functional as F
 
 from ..convert.files import atomic_write, save_json
 from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
-from ..pretrained import from_pretrained, save_pretrained
+from ..hardware import resolve_device, resolve_precision
+from ..pretrained import from_pretrained, inference_options, save_pretrained
 from ..tokenizers import load_tokenizer
-from ..training import EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from ..training import EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to, warmup_linear
 from ..training.checkpoint import load_checkpoint
 from .pretrain import set_dropout
 
@@ -47,7 +47,10 @@ class FinetuneConfig:
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights with this decay
     rdrop: float = 0.0  # > 0: R-Drop with this KL weight (each batch runs twice: about twice the time per step)
     dropout: float | None = None  # hidden and classifier dropout while fine-tuning; None: the model config's
-    precision: str = "bf16"
+    train_seconds: float | None = None  # run as many epochs (up to `epochs`) as fit in this many seconds of
+    # training on this machine, from step times measured before training (see fit_epochs); None: `epochs`
+    precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
+    device: str | None = None  # default: cuda when available, else cpu
     seed: int = 0
     text_col: str = "text"
     pair_col: str | None = None
@@ -72,6 +75,11 @@ class Batches:
 def _rows(data: Examples, labels: list[int] | None) -> list[tuple]:
     pairs = data.pairs or [None] * len(data)
     return list(zip(data.texts, pairs, labels if labels is not None else [None] * len(data)))
+
+
+def _longest_first(rows: Sequence[tuple]) -> list[int]:
+    """Row indices by decreasing text length: evaluation batches of similar lengths carry little padding."""
+    return sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + len(rows[i][1] or "")))
 
 
 def set_hidden_dropout(model: torch.nn.Module, p: float) -> None:
@@ -110,15 +118,85 @@ def rdrop_loss(alpha: float):
     return loss_fn
 
 
+def _budgeted_epochs(cfg: FinetuneConfig, model, loss_fn, rows: list[tuple], collate, device: torch.device,
+                     work: Path) -> tuple[int, dict]:
+    """fit_epochs on this run's batches; the answer is kept in `work` so a resumed run keeps its schedule."""
+    plan = work / "budget.json"
+    if plan.exists():
+        budget = json.loads(plan.read_text(encoding="utf-8"))
+        return budget["epochs"], budget
+    # padded tokens of each batch of one epoch, as the loader will form them ([CLS] text [SEP] [pair [SEP]])
+    lengths = [min(len(t) + 2 + (len(p) + 1 if p else 0), cfg.max_length) for t, p, _ in rows]
+    if cfg.group_by_length:
+        order = list(LengthGroupedBatches(lengths, cfg.batch_size, torch.Generator().manual_seed(cfg.seed + 1)))
+    else:
+        perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(cfg.seed + 1)).tolist()
+        order = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)]
+    order.sort(key=lambda b: len(b) * max(lengths[i] for i in b))
+    tokens = sum(len(b) * max(lengths[i] for i in b) for b in order)
+    timed = [order[len(order) // 2], order[int(len(order) * 0.9)], order[-1]]  # typical, long, longest
+    precision = resolve_precision(cfg.precision, device)
+    epochs, budget = fit_epochs(model, loss_fn, [collate([rows[i] for i in b]) for b in timed],
+                                (len(order), tokens), cfg.train_seconds, cfg.epochs, precision, device)
+    budget["train_seconds"] = cfg.train_seconds
+    logger.info("time budget %.0f s: one epoch estimated at %.0f s on this machine -> %d epoch%s",
+                cfg.train_seconds, budget["epoch_seconds_estimate"], epochs, "s" * (epochs > 1))
+    work.mkdir(parents=True, exist_ok=True)
+    save_json(budget, plan)
+    return epochs, budget
+
+
+def fit_epochs(model, loss_fn, batches: Sequence[dict], epoch: tuple[int, int], seconds: float, most: int,
+               precision: str, device: torch.device) -> tuple[int, dict]:
+    """How many epochs (1..most) of training fit in `seconds`, from steps timed on this machine.
+
+    A step's time is close to affine in its padded tokens (B x T): the forward and backward of
+    each of `batches` (e.g. a typical one, a long one, the longest) is timed on its second run
+    (the first pays one-off set-up for its shape), a line is fitted through (tokens, seconds),
+    and one epoch, `epoch` = (steps, padded tokens),
+    known in advance from the batch sampler, is priced on it, plus 10% for the optimizer,
+    validation and checkpoints. Weights, gradients and random states are left as they were.
+    Returns the epochs and what was measured."""
+    model.train()
+    points = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for batch in batches:
+            batch = move_to(batch, device)
+            for attempt in range(2):
+                start = time.perf_counter()
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    loss, _ = loss_fn(model, batch)
+                loss.backward()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if attempt:
+                    points.append((batch["input_ids"].numel(), time.perf_counter() - start))
+    model.zero_grad(set_to_none=True)
+    x = torch.tensor([p[0] for p in points], dtype=torch.float64)
+    y = torch.tensor([p[1] for p in points], dtype=torch.float64)
+    if len(points) > 1 and x.max() > x.min():
+        slope = max(float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()), 0.0)
+        intercept = max(float(y.mean()) - slope * float(x.mean()), 0.0)
+    else:
+        slope, intercept = float(y.sum() / x.sum()), 0.0
+    steps, tokens = epoch
+    epoch_seconds = 1.1 * (intercept * steps + slope * tokens)
+    epochs = max(1, min(most, int(seconds // max(epoch_seconds, 1e-9))))
+    return epochs, {"epoch_seconds_estimate": round(epoch_seconds, 1), "epochs": epochs,
+                    "timed_steps": [(t, round(sec, 4)) for t, sec in points]}
+
+
 @torch.no_grad()
 def predict_probs(model, loader) -> torch.Tensor:
     """(N, num_labels) probabilities over a loader of tokenised batches."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for batch in loader:
+        batch = move_to(batch, device)
         logits = model(batch["input_ids"], token_type_ids=batch["token_type_ids"],
                        attention_mask=batch["attention_mask"]).label_logits
-        out.append(logits.float().softmax(-1))
+        out.append(logits.float().softmax(-1).cpu())
     return torch.cat(out)
 
 
@@ -152,6 +230,8 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     model.config.extra["labels"] = list(names)
     if cfg.dropout is not None:
         set_hidden_dropout(model, cfg.dropout)
+    device = resolve_device(cfg.device)
+    model.to(device)
     collate = Batches(tokenizer, cfg.max_length)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_rows = _rows(train_ex, train_y)
@@ -162,16 +242,22 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     else:
         train_loader = torch.utils.data.DataLoader(train_rows, batch_size=cfg.batch_size, shuffle=True,
                                                    generator=generator, collate_fn=collate)
-    eval_loader = lambda ex, y: torch.utils.data.DataLoader(_rows(ex, y), batch_size=64, collate_fn=collate)  # noqa: E731
+    def eval_loader(ex: Examples, y: list[int]) -> torch.utils.data.DataLoader:
+        rows = _rows(ex, y)  # accuracy does not depend on the order: longest first, little padding
+        return torch.utils.data.DataLoader([rows[i] for i in _longest_first(rows)], batch_size=64, collate_fn=collate)
+
     valid_loader = eval_loader(valid_ex, valid_y)
-    steps = math.ceil(len(train_loader)) * cfg.epochs
+    loss_fn = rdrop_loss(cfg.rdrop) if cfg.rdrop else classification_loss
+    epochs, budget = cfg.epochs, None
+    if cfg.train_seconds:
+        epochs, budget = _budgeted_epochs(cfg, model, loss_fn, train_rows, collate, device, work)
+    steps = len(train_loader) * epochs
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lambda_scheduler(optimizer, warmup_linear(int(steps * cfg.warmup), steps))
     ema = EMA(model, cfg.ema) if cfg.ema else None  # best.pt then holds the averaged weights
-    loss_fn = rdrop_loss(cfg.rdrop) if cfg.rdrop else classification_loss
     trainer = Trainer(model.train(), loss_fn, optimizer, scheduler, max_grad_norm=1.0, ema=ema,
                       precision=cfg.precision, out_dir=work, progress=progress, log_every=20)
-    result = trainer.fit(train_loader, epochs=cfg.epochs, valid_loader=valid_loader, metric_fn=accuracy_metric,
+    result = trainer.fit(train_loader, epochs=epochs, valid_loader=valid_loader, metric_fn=accuracy_metric,
                          early_stopping_patience=cfg.patience, monitor="accuracy", mode="max", valid_loss=False)
     best = work / "best.pt"
     if best.exists():
@@ -179,7 +265,10 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     model.eval()
     report = {"labels": names, "train_examples": len(train_ex), "valid_examples": len(valid_ex),
               "valid_accuracy": accuracy_metric(model, valid_loader)["accuracy"], "epochs_run": result["epoch"],
-              "steps": result["step"], "config": asdict(cfg), "model": str(model_path), "seconds": None}
+              "steps": result["step"], "config": asdict(cfg), "precision": trainer.precision,
+              "device": str(trainer.device), "model": str(model_path), "seconds": None}
+    if budget is not None:
+        report["budget"] = budget
     if test_ex is not None:
         report["test_examples"] = len(test_ex)
         report["test_accuracy"] = accuracy_metric(model, eval_loader(test_ex, test_y))["accuracy"]
@@ -187,7 +276,7 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     save_pretrained(model, model_dir, tokenizer=tokenizer)
     report["seconds"] = round(time.time() - started, 1)
     save_json(report, work / "results.json")
-    for state in ("checkpoint.pt", "best.pt"):  # resume state; the model directory is the result
+    for state in ("checkpoint.pt", "best.pt", "budget.json"):  # resume state; the model directory is the result
         (work / state).unlink(missing_ok=True)
     if out.exists():
         shutil.rmtree(out)
@@ -200,11 +289,11 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
 class TextClassifier:
     """A fine-tuned classifier directory, loaded for prediction."""
 
-    def __init__(self, model_dir: str | Path, max_length: int = 128) -> None:
+    def __init__(self, model_dir: str | Path, max_length: int = 128, precision: str = "fp32") -> None:
         model_dir = Path(model_dir)
         if (model_dir / "model" / "config.json").exists():  # a finetune output directory
             model_dir = model_dir / "model"
-        self.model = from_pretrained(model_dir)
+        self.model = from_pretrained(model_dir, **inference_options(precision))
         self.labels: list[str] = self.model.config.extra.get("labels") or []
         if not self.labels:
             raise ValueError(f"{model_dir}: not a fine-tuned classifier (config.json has no id2label)")
@@ -215,8 +304,10 @@ class TextClassifier:
                 batch_size: int = 64) -> list[tuple[str, list[float]]]:
         """(label, probabilities) for each text."""
         rows = list(zip(texts, pairs or [None] * len(texts), [None] * len(texts)))
-        loader = torch.utils.data.DataLoader(rows, batch_size=batch_size, collate_fn=self.batches)
-        probs = predict_probs(self.model, loader)
+        order = _longest_first(rows)
+        loader = torch.utils.data.DataLoader([rows[i] for i in order], batch_size=batch_size, collate_fn=self.batches)
+        probs = torch.empty(len(rows), len(self.labels))
+        probs[order] = predict_probs(self.model, loader) if rows else probs
         return [(self.labels[int(p.argmax())], p.tolist()) for p in probs]
 
 
@@ -247,13 +338,15 @@ def _chunks(path: Path, text_col: str, pair_col: str | None, label_col: str | No
 
 def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | Path, *, text_col: str = "text",
                  pair_col: str | None = None, label_col: str | None = "label", batch_size: int = 64,
-                 max_length: int = 128) -> dict:
+                 max_length: int = 128, precision: str = "fp32") -> dict:
     """Write one JSON line per input row (label, probabilities); returns counts and accuracy when labels exist."""
     if (Path(model_dir) / "fewshot.json").exists():  # a plmkit pet / ptune output directory
         from .fewshot import FewShotClassifier
+        if precision != "fp32":
+            raise ValueError(f"{model_dir}: a pet / ptune classifier predicts in fp32 only, found precision {precision!r}")
         clf = FewShotClassifier(model_dir)
     else:
-        clf = TextClassifier(model_dir, max_length)
+        clf = TextClassifier(model_dir, max_length, precision)
     out_path = Path(out_path)
     correct = labelled = total = 0
 

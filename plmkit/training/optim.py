@@ -72,7 +72,17 @@ def build_optimizer(
             }
         groups[key]["params"].append(param)
     ordered = [groups[k] for k in sorted(groups)]
+    if "fused" not in adamw_options and "foreach" not in adamw_options:
+        adamw_options["fused"] = _fused_ok([p for _, p in named])
     return torch.optim.AdamW(ordered, lr=lr, betas=betas, eps=eps, **adamw_options)
+
+
+def _fused_ok(params: list[torch.Tensor]) -> bool:
+    """torch's fused AdamW (one kernel over all tensors; the default on CPU is a per-tensor Python loop)
+    where every parameter is a floating tensor on one CPU or CUDA device."""
+    devices = {p.device for p in params}
+    return len(devices) == 1 and next(iter(devices)).type in ("cpu", "cuda") and all(
+        p.is_floating_point() for p in params)
 
 
 class Lookahead(Optimizer):
