@@ -8,13 +8,10 @@ best run of each is reported (other jobs share this machine's cores: the least d
 is the most repeatable figure), with the median beside it and the load average printed.
 
     python benchmarks/bench_generate.py [--batch 8] [--new 64] [--prompt 32] [--rounds 3] [--beams 4]
-                                        [--threads N] [--proposed-dispatch]
+                                        [--threads N]
 
---proposed-dispatch measures a change that is NOT in the library (see results_generate.md):
-plmkit.modules.linear sends a matmul to oneDNN only from 32 rows up, so decoding (8 rows per
-step) runs on torch's default GEMM, about half as fast on these weights; the flag installs a
-rule by work (rows x weight size >= 2^21) and routes the tied LM heads (GPT-2's, T5.1.0's)
-through the same kernel, for this process only.
+plmkit's fp32 linears race oneDNN against torch's default GEMM per shape class on first use
+(plmkit.modules.linear); the warm-up run before timing includes those races.
 """
 from __future__ import annotations
 
@@ -47,26 +44,6 @@ def _models(kind: str, path: str):
     hf.save_pretrained(path)
     ours = plmkit.from_pretrained(path).eval()
     return hf, ours
-
-
-def install_proposed_dispatch() -> None:
-    """Patch, in this process only, the linear dispatch rule and the tied heads (a measurement aid)."""
-    import torch.nn.functional as F
-
-    from plmkit.models import gpt
-    from plmkit.modules import encoder_decoder, linear
-
-    def fast_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
-        return (linear._ONEDNN is not None and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
-                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-                and (x.numel() // x.shape[-1]) * weight.numel() >= 1 << 21)
-
-    def tied(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return linear._ONEDNN(x, weight, None, "none", [], "") if fast_ok(x, weight) else F.linear(x, weight)
-
-    linear._onednn_ok = fast_ok
-    gpt.TiedLMHead.forward = lambda self, hidden: tied(hidden, self.embedding[0].weight)
-    encoder_decoder.TiedLMHead.forward = lambda self, hidden, embedding: tied(hidden * self.scale, embedding.weight)
 
 
 def _time(fn) -> tuple[float, float, torch.Tensor]:
@@ -126,13 +103,12 @@ def main() -> None:
     p.add_argument("--beams", type=int, default=0, help="also run beam search with this many beams")
     p.add_argument("--models", default="gpt2,t5")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--proposed-dispatch", action="store_true", help="measure the proposed linear dispatch (see doc)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.proposed_dispatch:
-        install_proposed_dispatch()
-        print("NOTE: proposed linear dispatch installed for this run (not the library's current behaviour)")
+    from plmkit.hardware import report
+    r = report()
+    print(f"machine: {r['cpu']} (flags {r['isa_flags']}; oneDNN cap {r['onednn_isa_cap']}; ATen {r['aten_capability']})")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, {args.new} new tokens, "
           f"prompt {args.prompt}; load average before: {os.getloadavg()}")
     print("| model | strategy | threads | transformers tokens/s best (median) | plmkit tokens/s best (median) | "
