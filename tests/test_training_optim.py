@@ -191,3 +191,38 @@ def test_schedule_drives_lambda_lr_and_pickles():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.0])
+
+
+def test_layerwise_decay_gives_albert_s_shared_block_the_mean_of_its_depths_rates():
+    """ALBERT applies one block at depths 1..3: it learns at the mean of those depths' rates, not the head's."""
+    from plmkit import build_model
+    from plmkit.config import ModelConfig
+
+    config = ModelConfig(family="albert", vocab_size=50, hidden_size=32, num_layers=3, num_heads=2,
+                         intermediate_size=48, max_position=64, embedding_size=16)
+    model = build_model(config, with_pool=True, with_mlm=True)
+    got = _lr_and_decay(build_optimizer(model, lr=2.0, weight_decay=0.01, layerwise_decay=0.5))
+    # top = 4 (embeddings 0, the block at 1, 2 and 3, heads 4): rate 2 * 0.5 ** (4 - depth)
+    shared = 2.0 * (0.5 ** 3 + 0.5 ** 2 + 0.5 ** 1) / 3  # = 0.58333...
+    names = dict(model.named_parameters())
+    assert any(n.startswith("blocks.block.") for n in names)
+    for name, p in names.items():
+        lr = 2.0 / 16 if name.startswith("embeddings.") else shared if name.startswith("blocks.block.") else 2.0
+        assert got[id(p)] == pytest.approx((lr, 0.01 if p.dim() >= 2 else 0.0)), name
+    # the same sizes with independent layers: blocks.{i} at depth i + 1, embeddings and heads as above
+    unshared = build_model(ModelConfig(**{**config.__dict__, "family": "albert_unshared"}), with_pool=True)
+    got = _lr_and_decay(build_optimizer(unshared, lr=2.0, layerwise_decay=0.5))
+    for name, p in unshared.named_parameters():
+        if name.startswith("blocks."):
+            assert got[id(p)][0] == pytest.approx(2.0 * 0.5 ** (4 - (int(name.split(".")[1]) + 1))), name
+
+
+def test_layer_of_may_name_several_depths():
+    opt = build_optimizer(TinyStack(), lr=1.0, layerwise_decay=0.5,
+                          layer_of=lambda n: (1, 2) if n.startswith("blocks.0") else default_layer_of(n))
+    by_layer = {g["layer"]: g["lr"] for g in opt.param_groups}
+    # top = 3: depth 0 -> 0.125, depth 2 -> 0.5, the head -> 1; depths (1, 2) -> mean(0.25, 0.5)
+    assert by_layer == pytest.approx({0: 0.125, (1, 2): 0.375, 2: 0.5, 3: 1.0})
+    with pytest.raises(ValueError, match=r"layer_of\('blocks.0.weight'\)"):
+        build_optimizer(TinyStack(), lr=1.0, layerwise_decay=0.5,
+                        layer_of=lambda n: () if n.startswith("blocks.0") else 0)

@@ -27,13 +27,13 @@ from .distributed import (
 from .ema import EMA
 from .logs import MetricsLogger, ProgressBar, plot_curves, read_metrics
 from .loop import Trainer, move_to
-from .optim import Lookahead, build_optimizer, default_layer_of
+from .optim import Lookahead, build_optimizer, default_layer_of, model_layer_of
 from .sampling import LengthGroupedBatches
 from .schedules import constant, lambda_scheduler, piecewise_linear, warmup_cosine, warmup_linear
 
 __all__ = [
     "Trainer", "move_to", "LengthGroupedBatches",
-    "build_optimizer", "default_layer_of", "Lookahead",
+    "build_optimizer", "default_layer_of", "model_layer_of", "Lookahead",
     "warmup_linear", "warmup_cosine", "piecewise_linear", "constant", "lambda_scheduler",
     "EMA", "FGM",
     "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng",

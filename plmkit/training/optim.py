@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
-__all__ = ["build_optimizer", "default_layer_of", "Lookahead"]
+from ..modules.blocks import SharedBlocks
+
+__all__ = ["build_optimizer", "default_layer_of", "model_layer_of", "Lookahead"]
 
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 _EMBEDDINGS = re.compile(r"(?:^|\.)embeddings\.")
@@ -25,12 +27,26 @@ def default_layer_of(name: str) -> int | None:
     return None
 
 
+def model_layer_of(model: nn.Module) -> Callable[[str], int | tuple[int, ...] | None]:
+    """``default_layer_of`` that also knows the model's shared blocks: a parameter of a block applied
+    L times (ALBERT's ``SharedBlocks``, named ``blocks.block.*``) sits at every depth 1..L at once."""
+    shared = {f"{name}.block.": tuple(range(1, len(m) + 1))
+              for name, m in model.named_modules() if isinstance(m, SharedBlocks)}
+
+    def layer_of(name: str) -> int | tuple[int, ...] | None:
+        for prefix, depths in shared.items():
+            if name.startswith(prefix):
+                return depths
+        return default_layer_of(name)
+    return layer_of
+
+
 def build_optimizer(
     model: nn.Module,
     lr: float,
     weight_decay: float = 0.01,
     layerwise_decay: float | None = None,
-    layer_of: Callable[[str], int | None] | None = None,
+    layer_of: Callable[[str], int | Sequence[int] | None] | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     **adamw_options: Any,
@@ -40,35 +56,47 @@ def build_optimizer(
     With ``layerwise_decay=d`` a parameter at depth ``l`` (from ``layer_of(name)``; None
     means above the last block) learns at ``lr * d ** (top - l)``, where ``top`` is one
     more than the deepest layer found: heads keep ``lr``, the last block gets ``lr * d``,
-    the embeddings the smallest rate. Each group records its ``layer`` and ``lr_scale``.
+    the embeddings the smallest rate. A parameter used at several depths (``layer_of``
+    returns a sequence: by default, a ``SharedBlocks`` block applied at depths 1..L, see
+    ``model_layer_of``) learns at the mean of their rates, the single rate closest to
+    giving each application its own. Each group records its ``layer`` (an int, or a tuple
+    of depths) and ``lr_scale``.
     """
     if lr <= 0:
         raise ValueError(f"lr: expected > 0, found {lr}")
     if layerwise_decay is not None and not 0.0 < layerwise_decay <= 1.0:
         raise ValueError(f"layerwise_decay: expected a value in (0, 1], found {layerwise_decay}")
-    layer_of = layer_of or default_layer_of
+    layer_of = layer_of or model_layer_of(model)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError(f"build_optimizer: {type(model).__name__} has no trainable parameters")
-    layers = {n: layer_of(n) for n, _ in named}
-    known = [layer for layer in layers.values() if layer is not None]
+    layers: dict[str, tuple[int, ...] | None] = {}
+    for n, _ in named:
+        layer = layer_of(n)
+        depths = None if layer is None else (layer,) if isinstance(layer, int) else tuple(layer)
+        if depths is not None and (not depths or not all(isinstance(d, int) for d in depths)):
+            raise ValueError(f"layer_of({n!r}) = {layer!r}: expected a depth, a non-empty sequence of depths, or None")
+        layers[n] = depths
+    known = [d for depths in layers.values() if depths is not None for d in depths]
     top = max(known) + 1 if known else 0
 
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    groups: dict[tuple[tuple[int, ...], bool], dict[str, Any]] = {}
     for name, param in named:
-        layer = top if layers[name] is None else layers[name]
-        if layer > top or layer < 0:
-            raise ValueError(f"layer_of({name!r}) = {layer}: expected a depth in [0, {top}]")
+        depths = (top,) if layers[name] is None else layers[name]
+        if max(depths) > top or min(depths) < 0:
+            shown = depths[0] if len(depths) == 1 else depths
+            raise ValueError(f"layer_of({name!r}) = {shown}: expected a depth in [0, {top}]")
         decay = param.dim() >= 2
-        key = (layer if layerwise_decay is not None else 0, decay)
+        key = (depths if layerwise_decay is not None else (0,), decay)
         if key not in groups:
-            scale = layerwise_decay ** (top - layer) if layerwise_decay is not None else 1.0
+            scale = (sum(layerwise_decay ** (top - d) for d in depths) / len(depths)
+                     if layerwise_decay is not None else 1.0)
             groups[key] = {
                 "params": [],
                 "weight_decay": weight_decay if decay else 0.0,
                 "lr": lr * scale,
                 "lr_scale": scale,
-                "layer": layer if layerwise_decay is not None else None,
+                "layer": (depths[0] if len(depths) == 1 else depths) if layerwise_decay is not None else None,
             }
         groups[key]["params"].append(param)
     ordered = [groups[k] for k in sorted(groups)]
