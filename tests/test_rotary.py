@@ -113,3 +113,7 @@ def test_rotary_errors_name_the_problem():
         RotaryEmbedding(8, grid=True)(torch.randn(1, 1, 3, 8))
     with pytest.raises(ValueError, match="head size 8"):
         RotaryEmbedding(8)(torch.randn(1, 1, 3, 6))
+    with pytest.raises(ValueError, match=r"positions must be \(T,\) or \(B, T\) for the 3 tokens"):
+        RotaryEmbedding(8)(torch.randn(1, 1, 3, 8), torch.arange(4))
+    with pytest.raises(ValueError, match="for the 3 tokens"):
+        RotaryEmbedding(8, grid=True)(torch.randn(1, 1, 3, 8), torch.zeros(1, 4, 2))

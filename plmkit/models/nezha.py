@@ -4,6 +4,7 @@
                  ─► L × PostNormBlock(RelativeSelfAttention, FeedForward)
                          scores q·(k_j + a_ij), outputs Σ p_ij (v_j + a_ij),
                          a_ij = sinusoid of clip(j - i, ±max_relative_position)
+                         (clip(p_j - p_i, ...) for position_ids p given to the forward)
                  ─► [Pooler] [MLMHead tied to token embeddings] [NSPHead]
 
 NEZHA: arXiv:1909.00204 (Huawei); relative attention after Shaw et al., arXiv:1803.02155.

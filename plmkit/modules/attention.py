@@ -12,10 +12,16 @@ attention modules hold theirs), so blocks pass nothing extra and post-norm, pre-
 shared blocks all work unchanged. Each attention call appends the keys and values of the
 new tokens and attends over everything cached; the stack reads `cache.length` to place the
 new tokens (positions, causal mask, relative bias).
+
+Token positions reach the position scheme inside attention the same way: a stack given
+`position_ids` attaches a `Positions` record to the modules that read them (those whose
+`reads_positions` is true) for that one call, with `attach_positions`. Without one,
+a position scheme uses its defaults (0..T-1, continued after the cached tokens).
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -24,6 +30,36 @@ from torch import nn
 
 from . import masks
 from .linear import Linear
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Where the tokens of one forward sit, for a position scheme inside attention (rotary, relative).
+
+    `query` (B|1, T), or (B|1, T, 2) for 2-D schemes, places this forward's tokens; `key`
+    (B|1, L + T[, 2]) places every key they attend to: the L cached tokens, then these
+    (without a cache it is `query`).
+    """
+
+    query: torch.Tensor
+    key: torch.Tensor
+
+
+def position_readers(stack: nn.Module) -> list[nn.Module]:
+    """The modules of `stack` whose position scheme reads token positions (`reads_positions` true)."""
+    return [m for m in stack.modules() if getattr(m, "reads_positions", False)]
+
+
+@contextmanager
+def attach_positions(modules: list[nn.Module], positions: Positions | None) -> Iterator[None]:
+    """Point `modules` (see position_readers) at `positions` for one forward; detach them afterwards."""
+    for m in modules:
+        m.positions = positions
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.positions = None
 
 
 class KVCache:
@@ -141,6 +177,7 @@ class SelfAttention(nn.Module):
     """Fused-QKV self-attention; `rotary` (optional) rotates q and k before the product."""
 
     kv_cache: KVCache | None = None  # attached by a stack running with a cache
+    positions: Positions | None = None  # attached by a stack given position ids (see attach_positions)
 
     def __init__(self, hidden_size: int, num_heads: int, head_size: int, *, bias: bool = True,
                  dropout: float = 0.0, rotary: nn.Module | None = None, scale: float | None = None) -> None:
@@ -152,16 +189,22 @@ class SelfAttention(nn.Module):
         self.rotary = rotary
         self.scale = scale  # None: 1/sqrt(head_size)
 
+    @property
+    def reads_positions(self) -> bool:
+        """True when token positions matter here: the rotary module turns q and k by them."""
+        return self.rotary is not None
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 position_bias: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_size).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         cache = self.kv_cache
         if self.rotary is not None:
-            if cache is None:
-                q, k = self.rotary(q), self.rotary(k)
-            else:  # the new tokens sit after the cached ones
-                q, k = self.rotary(q, offset=cache.length), self.rotary(k, offset=cache.length)
+            if self.positions is not None:  # the new tokens' own positions (cached keys were turned by theirs)
+                q, k = self.rotary(q, self.positions.query), self.rotary(k, self.positions.query)
+            else:  # default positions: the new tokens sit after the cached ones
+                offset = 0 if cache is None else cache.length
+                q, k = self.rotary(q, offset=offset), self.rotary(k, offset=offset)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, L, hs)
         if position_bias is not None:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import KVCache
+from .attention import KVCache, Positions
 from .linear import Linear
 
 
@@ -38,6 +38,15 @@ def relative_index(q_len: int, k_len: int, max_distance: int, device=None, offse
     i = torch.arange(offset, offset + q_len, device=device)[:, None]
     j = torch.arange(k_len, device=device)[None, :]
     return (j - i).clamp(-max_distance, max_distance) + max_distance
+
+
+def relative_index_from_positions(query: torch.Tensor, key: torch.Tensor, max_distance: int) -> torch.Tensor:
+    """(B|1, Tq, Tk) table row for each (query i, key j) from given positions: clip(p_j - p_i, -M, M) + M."""
+    if query.dim() != 2 or key.dim() != 2:
+        raise ValueError("relative positions are 1-D: position_ids must be (batch, tokens), found query positions "
+                         f"{tuple(query.shape)} and key positions {tuple(key.shape)}")
+    distance = key[:, None, :] - query[:, :, None]  # (B|1, Tq, Tk)
+    return (distance.clamp(-max_distance, max_distance) + max_distance).long()
 
 
 class FunctionalRelativePositions(nn.Module):
@@ -82,9 +91,12 @@ class RelativeSelfAttention(nn.Module):
     2M+1 distinct a_ij exist, so both extra terms go through the (2M+1, hs) table:
     q·a_ij is gathered from q·tableᵀ, and Σ_j p_ij a_ij is (p summed per distance)·table.
     Under a KV cache (see attention.KVCache) the new queries sit after the cached keys.
+    Distances are j - i by default, p_j - p_i when the stack attaches positions p.
     """
 
     kv_cache: KVCache | None = None  # attached by a stack running with a cache
+    positions: Positions | None = None  # attached by a stack given position ids (see attention.attach_positions)
+    reads_positions = True  # distances come from positions
 
     def __init__(self, hidden_size: int, num_heads: int, head_size: int, *, relative: FunctionalRelativePositions,
                  bias: bool = True, dropout: float = 0.0) -> None:
@@ -107,7 +119,12 @@ class RelativeSelfAttention(nn.Module):
             k, v = self.kv_cache.append(k, v)  # (B, nh, L, hs)
         L = k.shape[2]
         table = self.relative.table(x.device, x.dtype)  # (R, hs), R = 2M+1
-        index = self.relative.index(T, L, x.device, offset).expand(B, self.num_heads, T, L)  # (B, nh, T, L)
+        if self.positions is None:
+            index = self.relative.index(T, L, x.device, offset)  # (T, L)
+        else:
+            index = relative_index_from_positions(self.positions.query, self.positions.key,
+                                                  self.relative.max_relative_position)[:, None]  # (B|1, 1, T, L)
+        index = index.expand(B, self.num_heads, T, L)  # (B, nh, T, L)
         scores = q @ k.transpose(-1, -2)  # (B, nh, T, L)
         scores = scores + torch.gather(q @ table.t(), -1, index)  # q_i · a_ij, from (B, nh, T, R)
         scores = scores / math.sqrt(self.head_size)

@@ -68,7 +68,8 @@ class RotaryEmbedding(nn.Module):
         if not self.grid:
             return t
         if self.grid_width is None:
-            raise ValueError("2-D rotary embedding without explicit positions needs grid_width")
+            raise ValueError("2-D rotary embedding without explicit positions needs grid_width: pass (row, col) "
+                             "positions, (B, T, 2) position_ids to a model, or build it with a grid_width")
         return torch.stack((t // self.grid_width, t % self.grid_width), dim=-1)  # (T, 2)
 
     def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype,
@@ -101,6 +102,12 @@ class RotaryEmbedding(nn.Module):
         if positions is not None and offset:
             raise ValueError(f"pass explicit positions or an offset, not both (offset={offset})")
         T = x.shape[-2]
+        if positions is not None:
+            found = positions.shape[-2] if self.grid and positions.dim() >= 2 else positions.shape[-1]
+            if found != T:
+                layout = "(T, 2) or (B, T, 2) (row, col) pairs" if self.grid else "(T,) or (B, T)"
+                raise ValueError(f"rotary positions must be {layout} for the {T} tokens, "
+                                 f"found shape {tuple(positions.shape)}")
         cos, sin = self.cos_sin(offset + T, x.device, x.dtype, positions)
         if offset:
             cos, sin = cos[offset:], sin[offset:]  # (T, hs/2): the rows of the new tokens
