@@ -15,6 +15,12 @@ topology with every bias removed and every norm scale-free (x / rms(x), nothing 
 
 Rotary on the values is an option of transformers' RoFormerConfig (rotary_value) that is off
 by default and in the released checkpoints; it is not built here (config_from_hf refuses it).
+
+2-D RoPE (kexue.fm/archives/8397), `build_roformer(..., rotary_dims=2)`: a token sits at a grid
+position (row, col) given as (B, T, 2) position_ids; the first half of each head turns by the
+row, the second half by the column, so attention depends only on (Δrow, Δcol). The choice is
+kept in config.extra (rotary_dims, rotary_grid_width) and in the files plmkit saves, which
+transformers' RoFormer reads as 1-D: only plmkit builds it.
 """
 from __future__ import annotations
 
@@ -55,12 +61,46 @@ class ScaleFreeNorm(nn.Module):
         return f"eps={self.eps:g}"
 
 
+ROTARY_KEYS = ("rotary_dims", "rotary_grid_width")  # config.extra fields of a 2-D RoFormer
+
+
+def rotary_positions(config: ModelConfig, rotary_dims: int | None = None,
+                     grid_width: int | None = None) -> tuple[ModelConfig, RotaryEmbedding]:
+    """The rotary module of a RoFormer (1-D, or 2-D over (row, col)), and the config that records it.
+
+    Unset arguments come from config.extra (a saved 2-D model), else 1-D. `grid_width` places
+    tokens on a row-major grid when no position_ids are given (2-D only).
+    """
+    dims = config.extra.get("rotary_dims", 1) if rotary_dims is None else rotary_dims
+    width = config.extra.get("rotary_grid_width") if grid_width is None else grid_width
+    if isinstance(dims, bool) or dims not in (1, 2):
+        raise ValueError(f"{config.source}: rotary_dims must be 1 (positions along a sequence) or 2 ((row, col) "
+                         f"grid positions, kexue.fm/archives/8397), found {dims!r}")
+    if width is not None and (dims != 2 or isinstance(width, bool) or not isinstance(width, int) or width <= 0):
+        raise ValueError(f"{config.source}: grid_width={width!r} needs rotary_dims=2 and a positive integer")
+    if dims == 2 and config.head_size % 4:
+        raise ValueError(f"{config.source}: 2-D rotary turns each half of a head in pairs, so the head size must be "
+                         f"divisible by 4; found {config.head_size}")
+    extra = {k: v for k, v in config.extra.items() if k not in ROTARY_KEYS}
+    if dims == 2:
+        extra["rotary_dims"] = 2
+        if width is not None:
+            extra["rotary_grid_width"] = width
+    if extra != config.extra:
+        config = config.replace(extra=extra)
+    return config, RotaryEmbedding(config.head_size, grid=dims == 2, grid_width=width)
+
+
 def build_roformer(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
-                   application: str = "encoder") -> Encoder:
-    """RoFormer encoder with the heads asked for (bert4keras' build_transformer_model options)."""
-    c = config
+                   application: str = "encoder", rotary_dims: int | None = None,
+                   grid_width: int | None = None) -> Encoder:
+    """RoFormer encoder with the heads asked for (bert4keras' build_transformer_model options).
+
+    `rotary_dims=2` builds a 2-D RoFormer (kexue.fm/archives/8397) whose forward takes (B, T, 2)
+    (row, col) position_ids, or places tokens row-major on a grid `grid_width` wide.
+    """
+    c, rotary = rotary_positions(config, rotary_dims, grid_width)  # parameter-free: one module serves every layer
     dim = c.embedding_size or c.hidden_size
-    rotary = RotaryEmbedding(c.head_size)  # parameter-free: one module serves every layer
     embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size, positions=None,
                             norm=bert._norm(c, dim), dropout=c.dropout,
                             project_to=c.hidden_size if c.embedding_size else None)
@@ -110,7 +150,19 @@ def config_from_hf(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
     if d.get("norm_type") == "rms_norm" or d.get("use_bias") is False:
         raise ConfigError(f"{source}: this config describes a RoFormer-v2 (norm_type/use_bias); "
                           "load it with model='roformer_v2'")
-    return config_from_bert_dict(d, "roformer", source)
+    config = config_from_bert_dict(d, "roformer", source)
+    rotary = {k: d[k] for k in ROTARY_KEYS if d.get(k) is not None}
+    if rotary:  # a 2-D RoFormer saved by plmkit
+        config.extra.update(rotary)
+        try:
+            rotary_positions(config)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    return config
+
+
+def _rotary_fields(c: ModelConfig) -> dict[str, Any]:
+    return {k: c.extra[k] for k in ROTARY_KEYS if k in c.extra}
 
 
 def config_from_hf_v2(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
@@ -124,7 +176,7 @@ def config_from_hf_v2(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> transformers' RoFormerConfig dict."""
     d = bert._config_to_hf("roformer", ["RoFormerForMaskedLM"])(c)
-    d.update(embedding_size=c.embedding_size or c.hidden_size, rotary_value=False)
+    d.update(embedding_size=c.embedding_size or c.hidden_size, rotary_value=False, **_rotary_fields(c))
     return d
 
 
@@ -199,7 +251,7 @@ def _bert4keras_config(c: ModelConfig, family: str) -> dict[str, Any]:
 
 def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> RoFormer's bert_config.json."""
-    return _bert4keras_config(c, "roformer")
+    return _bert4keras_config(c, "roformer") | _rotary_fields(c)
 
 
 def config_to_tf_v2(c: ModelConfig) -> dict[str, Any]:
