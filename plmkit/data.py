@@ -4,12 +4,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import torch
+
+from .tokenizers.text import replace_surrogates
+
+logger = logging.getLogger("plmkit.data")
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -42,11 +48,19 @@ def _format_of(path: Path) -> str:
 
 
 def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, str] | list[str]]]:
-    """(line number, row) pairs: dicts for JSONL, lists of fields for CSV/TSV. Undecodable bytes raise."""
+    """(line number, row) pairs: dicts for JSONL, lists of fields for CSV/TSV, ``[line]`` for "text".
+
+    Blank lines are skipped. Undecodable bytes raise a DataError naming the file and line. Lone
+    UTF-16 surrogates (JSON's ``"\\ud83d"``, half an emoji) in any string of a row become U+FFFD,
+    one character for one, with one warning per file giving the count and the first line; see
+    plmkit.tokenizers.text for why they are replaced rather than refused.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input file {path} does not exist")
     fmt = fmt or _format_of(path)
+    if fmt not in ("jsonl", "csv", "tsv", "text"):
+        raise ValueError(f"fmt must be 'jsonl', 'csv', 'tsv' or 'text', found {fmt!r}")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -54,16 +68,13 @@ def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"{path}: line {line}: bytes that are not UTF-8 at byte offset {e.start} "
                         f"({raw[e.start:e.start + 4]!r}); re-encode the file as UTF-8") from None
-    if fmt == "jsonl":
+    if fmt == "text":
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}: line {n}: expected a JSON object, found {type(row).__name__}")
-                yield n, row
+                yield n, [line]
+        return
+    if fmt == "jsonl":
+        yield from _jsonl_rows(path, text)
         return
     csv.field_size_limit(1 << 30)  # long lines are truncated later, by tokens, not rejected here
     reader = csv.reader(io.StringIO(text), delimiter="," if fmt == "csv" else "\t",
@@ -71,6 +82,51 @@ def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
     for row in reader:
         if row and any(f.strip() for f in row):
             yield reader.line_num, row
+
+
+# Strict UTF-8 decoding refuses encoded surrogates, so only a JSON escape can bring one in.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    replaced, first = 0, 0
+    try:
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {n}: expected a JSON object, found {type(row).__name__}")
+            if _SURROGATE_ESCAPE.search(line):
+                row, k = _replace_in(row)
+                replaced += k
+                first = first or (n if k else 0)
+            yield n, row
+    finally:  # also when the caller stops early or a later line fails: the rows read were changed
+        if replaced:
+            logger.warning("%s: replaced %d lone UTF-16 surrogate(s) (half a character, e.g. half an emoji, "
+                           "a \\ud800-\\udfff escape without its pair) with U+FFFD, first on line %d",
+                           path, replaced, first)
+
+
+def _replace_in(value):
+    """``value`` (a JSON value or a list of fields) with surrogates replaced in every string, and the count."""
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    if isinstance(value, list):
+        pairs = [_replace_in(v) for v in value]
+        return [v for v, _ in pairs], sum(k for _, k in pairs)
+    if isinstance(value, dict):
+        out, total = {}, 0
+        for key, v in value.items():
+            (key, k1), (v, k2) = replace_surrogates(key), _replace_in(v)
+            out[key] = v
+            total += k1 + k2
+        return out, total
+    return value, 0
 
 
 def read_examples(path: str | Path, *, text_col: str = "text", pair_col: str | None = None,
@@ -89,7 +145,7 @@ def read_examples(path: str | Path, *, text_col: str = "text", pair_col: str | N
     for n, row in rows:
         if isinstance(row, list):
             if columns is None:
-                if fmt == "csv" or text_col in row or (label_col and label_col in row):
+                if fmt == "csv" or (fmt == "tsv" and (text_col in row or (label_col and label_col in row))):
                     columns = row
                     missing = [c for c in (text_col, pair_col, label_col) if c and c not in columns]
                     if missing:
@@ -105,14 +161,31 @@ def read_examples(path: str | Path, *, text_col: str = "text", pair_col: str | N
             for c in (text_col, pair_col, label_col):
                 if c and c not in record:
                     raise DataError(f"{path}: line {n}: no field {c!r} (found fields {sorted(record)})")
-        out.texts.append(str(record[text_col]))
+        out.texts.append(_field(path, n, record, text_col, "text"))
         if pair_col:
-            out.pairs.append(str(record[pair_col]))
-        out.labels.append(str(record[label_col]).strip() if label_col else None)
+            out.pairs.append(_field(path, n, record, pair_col, "text"))
+        out.labels.append(_field(path, n, record, label_col, "label").strip() if label_col else None)
         out.lines.append(n)
     if not out.texts:
         raise DataError(f"{path}: no examples found (empty file?)")
     return out
+
+
+def _field(path: Path, n: int, record: dict, column: str, kind: str) -> str:
+    """A text or label field as a string; null, an empty label and a list / object are errors naming the line.
+
+    A JSON null would otherwise become the text or class "None"; a missing label is an error, not
+    a skip, so the number of examples trained on is the number of lines in the file.
+    """
+    value = record[column]
+    if isinstance(value, (str, int, float)) and (kind == "label" or not isinstance(value, bool)):
+        value = str(value)
+        if kind == "label" and not value.strip():
+            raise DataError(f"{path}: line {n}: field {column!r} is empty; every training example needs a label")
+        return value
+    found = "null" if value is None else f"{type(value).__name__} {json.dumps(value, ensure_ascii=False)[:60]}"
+    expected = "a label (a string or a number)" if kind == "label" else "a string"
+    raise DataError(f"{path}: line {n}: field {column!r} must be {expected}, found {found}")
 
 
 def label_index(train: Examples) -> list[str]:

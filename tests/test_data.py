@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from plmkit.data import (DataError, build_char_vocab, encode_labels, label_index, mask_tokens, read_examples)
+from plmkit.data import (DataError, build_char_vocab, encode_labels, iter_rows, label_index, mask_tokens,
+                         read_examples)
 
 
 def test_headerless_tsv_like_bert4keras_sentiment(tmp_path):
@@ -107,3 +108,58 @@ def test_whole_word_masking_masks_words_together():
         cols = picked[:, word]
         assert torch.all(cols.all(1) | ~cols.any(1))  # all or nothing within each word
     assert picked.any()
+
+
+@pytest.mark.parametrize("line, found", [
+    ('{"text": "b", "label": null}', "found null"),
+    ('{"text": "b", "label": ["x"]}', 'found list ["x"]'),
+    ('{"text": "b", "label": {"name": "x"}}', 'found dict {"name": "x"}'),
+])
+def test_null_or_structured_label_is_an_error_naming_the_line(tmp_path, line, found):
+    # Before issue 28 a null label was trained as a class named "None".
+    p = tmp_path / "train.jsonl"
+    p.write_text('{"text": "a", "label": "pos"}\n\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        read_examples(p)
+    assert str(err.value) == (f"{p}: line 3: field 'label' must be a label (a string or a number), {found}")
+    assert read_examples(p, label_col=None).texts == ["a", "b"]  # unlabelled reading does not look at it
+
+
+def test_empty_label_is_an_error(tmp_path):
+    p = tmp_path / "train.tsv"
+    p.write_text("好\t1\n坏\t \n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv: line 2: field 'label' is empty; every training example needs"):
+        read_examples(p)
+    j = tmp_path / "train.jsonl"
+    j.write_text('{"text": "a", "label": ""}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.jsonl: line 1: field 'label' is empty"):
+        read_examples(j)
+
+
+def test_null_text_or_pair_is_an_error(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "a", "other": "c", "label": 1}\n{"text": null, "other": "d", "label": 0}\n')
+    with pytest.raises(DataError, match=r"x\.jsonl: line 2: field 'text' must be a string, found null"):
+        read_examples(p)
+    p.write_text('{"text": "a", "other": true, "label": 1}\n')
+    with pytest.raises(DataError, match=r"x\.jsonl: line 1: field 'other' must be a string, found bool true"):
+        read_examples(p, pair_col="other")
+
+
+def test_numbers_and_booleans_stay_usable_labels(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": 12, "label": true}\n{"text": "b", "label": false}\n{"text": "c", "label": 0}\n')
+    ex = read_examples(p)
+    assert ex.texts == ["12", "b", "c"] and ex.labels == ["True", "False", "0"]
+
+
+def test_text_format_reads_lines(tmp_path):
+    p = tmp_path / "corpus.txt"
+    p.write_bytes("第一行\r\n\n  \ntext\n最后".encode())
+    assert list(iter_rows(p, "text")) == [(1, ["第一行"]), (4, ["text"]), (5, ["最后"])]
+    assert read_examples(p, fmt="text", label_col=None).texts == ["第一行", "text", "最后"]  # "text" is no header
+    p.write_bytes(b"ok\n\xff\xfe bad\n")
+    with pytest.raises(DataError, match=r"corpus\.txt: line 2: bytes that are not UTF-8 at byte offset 3"):
+        list(iter_rows(p, "text"))
+    with pytest.raises(ValueError, match="fmt must be"):
+        list(iter_rows(p, "xml"))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .text import clean_text, clean_texts
 from .wordpiece import _one_length, batch_inputs, bert4keras_lengths, read_json_object  # shared by both tokenizers
 
 SPIECE_FILE = "spiece.model"
@@ -164,8 +165,13 @@ class SentencePieceTokenizer:
             text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
         return text.lower() if self.do_lower_case else text
 
-    def _pieces_of(self, texts: Sequence[str]) -> list[list[int]]:
-        """Original ids of each text's pieces, special tokens in the text kept whole, no template."""
+    def _pieces_of(self, texts: Sequence[str], where: str, name: str | None = None) -> list[list[int]]:
+        """Original ids of each text's pieces, special tokens in the text kept whole, no template.
+
+        Lone surrogates become U+FFFD with a warning (see plmkit.tokenizers.text); ``where`` and
+        ``name`` say in that warning which call and argument held them.
+        """
+        texts = clean_texts(texts, where, name)
         chunks: list[str] = []
         layout: list[list[int | str]] = []  # per text: chunk indices (int) and special tokens (str)
         for text in texts:
@@ -207,7 +213,10 @@ class SentencePieceTokenizer:
         """(token_ids, segment_ids) as bert4keras's ``SpTokenizer.encode``, including its truncation
         (wordpiece.bert4keras_lengths); ``max_length`` is another name for ``maxlen``."""
         maxlen = _one_length(maxlen, max_length)
-        pieces = self._pieces_of([first] if second is None else [first, second])
+        first = clean_text(first, "SentencePieceTokenizer.encode (first)")
+        if second is not None:
+            second = clean_text(second, "SentencePieceTokenizer.encode (second)")
+        pieces = self._pieces_of([first] if second is None else [first, second], "SentencePieceTokenizer.encode")
         a, b = pieces[0], (pieces[1] if second is not None else None)
         if maxlen is not None:
             na, nb = bert4keras_lengths(len(a), None if b is None else len(b), maxlen,
@@ -224,8 +233,9 @@ class SentencePieceTokenizer:
         pads to ``max_length``, False requires equal lengths.
         """
         n_special = self._n_special(pairs is not None)
-        texts_list, pairs_list = batch_inputs(texts, pairs, padding, max_length, n_special)
-        pieces = self._pieces_of(texts_list + (pairs_list or []))
+        texts_list, pairs_list = batch_inputs(texts, pairs, padding, max_length, n_special,
+                                              "SentencePieceTokenizer.__call__")
+        pieces = self._pieces_of(texts_list + (pairs_list or []), "SentencePieceTokenizer.__call__")
         rows, segments = [], []
         for k in range(len(texts_list)):
             a = pieces[k]
@@ -304,7 +314,8 @@ class SentencePieceTokenizer:
         first = [self._ids[t] for t in self._special if not t.startswith("<extra_id_")]
         first += [self._ids[t] for t in always]
         seen = set(first)
-        used = sorted({i for ids in self._pieces_of(list(texts)) for i in ids} - seen)
+        used = sorted({i for ids in self._pieces_of(list(texts), "SentencePieceTokenizer.used_token_ids")
+                       for i in ids} - seen)
         return list(dict.fromkeys(first)) + used
 
     def pruned(self, keep_tokens: Sequence[int]) -> SentencePieceTokenizer:

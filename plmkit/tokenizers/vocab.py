@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -40,9 +41,19 @@ def is_punctuation_char(ch: str) -> bool:
 
 def read_vocab_file(path: str | os.PathLike) -> list[str]:
     """Read a WordPiece vocab.txt: one token per line, the line number is the id."""
-    # Text mode turns "\r\n" into "\n", so files written on Windows give the same tokens.
-    with open(path, encoding="utf-8") as f:
-        tokens = [line.rstrip("\n") for line in f]
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"vocabulary file {os.fspath(path)!r}: line {line} (token id {line - 1}): bytes that are "
+                         f"not UTF-8 at byte offset {e.start} ({raw[e.start:e.start + 4]!r}); a vocab.txt must be "
+                         "UTF-8, one token per line") from None
+    # Universal newlines, as text mode reads: files written on Windows give the same tokens.
+    tokens = io.StringIO(text, newline=None).read().split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()  # the file's final line break ends the last token, it does not start one
     if not tokens:
         raise ValueError(f"vocabulary file {os.fspath(path)!r} is empty: expected one token per line")
     return tokens

@@ -31,6 +31,7 @@ import torch
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
+from .text import clean_text, clean_texts
 from .vocab import read_vocab_file, simplify_vocab, token_ids, write_vocab_file
 
 VOCAB_FILE = "vocab.txt"
@@ -178,6 +179,7 @@ class WordPieceTokenizer:
     # ----------------------------------------------------------------- bert4keras API
     def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
         """Tokens of ``text`` wrapped in [CLS] ... [SEP]; ``maxlen`` truncates as :meth:`encode` does."""
+        text = clean_text(text, "WordPieceTokenizer.tokenize")
         tokens = self._engine.encode(text, add_special_tokens=False).tokens
         n, _ = bert4keras_lengths(len(tokens), None, maxlen, 2)
         return [self.cls_token, *tokens[:n], self.sep_token]
@@ -193,8 +195,12 @@ class WordPieceTokenizer:
         splits the budget differently.)
         """
         maxlen = _one_length(maxlen, max_length)
+        first = clean_text(first, "WordPieceTokenizer.encode (first)")
         a = self._engine.encode(first, add_special_tokens=False).ids
-        b = None if second is None else self._engine.encode(second, add_special_tokens=False).ids
+        b = None
+        if second is not None:
+            b = self._engine.encode(clean_text(second, "WordPieceTokenizer.encode (second)"),
+                                    add_special_tokens=False).ids
         na, nb = bert4keras_lengths(len(a), None if b is None else len(b), maxlen, 2 if b is None else 3)
         token_ids = [self.cls_token_id, *a[:na], self.sep_token_id]
         segment_ids = [0] * len(token_ids)
@@ -223,7 +229,8 @@ class WordPieceTokenizer:
         ``tokens`` is normally ``tokenize(text)`` or a truncated copy; a token that does not occur,
         in order, in the tokenization of ``text`` gets ``[]``.
         """
-        enc = self._engine.encode(text, add_special_tokens=False)
+        # One replacement character per surrogate: spans into the cleaned text index ``text`` too.
+        enc = self._engine.encode(clean_text(text, "WordPieceTokenizer.rematch"), add_special_tokens=False)
         found, spans = enc.tokens, [list(s) for s in enc.offsets]
         strips = self.do_lower_case if self.strip_accents is None else self.strip_accents
         if strips:
@@ -267,7 +274,8 @@ class WordPieceTokenizer:
         ``offset_mapping`` (B, T, 2): character spans in each sequence's own text, (0, 0) for
         special and padding positions.
         """
-        texts_list, pairs_list = batch_inputs(texts, pairs, padding, max_length, 2 if pairs is None else 3)
+        texts_list, pairs_list = batch_inputs(texts, pairs, padding, max_length, 2 if pairs is None else 3,
+                                              "WordPieceTokenizer.__call__")
         inputs: list[Any] = texts_list if pairs_list is None else list(zip(texts_list, pairs_list))
 
         with self._lock:
@@ -362,9 +370,14 @@ class WordPieceTokenizer:
 
 def read_json_object(path: str) -> dict[str, Any]:
     """A JSON file that must hold an object (tokenizer and model configs); errors name the file."""
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: bytes that are not UTF-8 at byte offset {e.start} "
+                         f"({raw[e.start:e.start + 4]!r}); a JSON config must be UTF-8") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -372,10 +385,11 @@ def read_json_object(path: str) -> dict[str, Any]:
     return data
 
 
-def batch_inputs(texts, pairs, padding, max_length: int | None, n_special: int) -> tuple[list[str], list[str] | None]:
-    """The checked (texts, pairs) of a batch call, shared by both tokenizers' __call__."""
-    texts_list = _as_text_list(texts, "texts")
-    pairs_list = None if pairs is None else _as_text_list(pairs, "pairs")
+def batch_inputs(texts, pairs, padding, max_length: int | None, n_special: int,
+                 where: str = "tokenizer") -> tuple[list[str], list[str] | None]:
+    """The checked (texts, pairs) of a batch call, lone surrogates replaced (see .text), shared by both tokenizers."""
+    texts_list = _as_text_list(texts, "texts", where)
+    pairs_list = None if pairs is None else _as_text_list(pairs, "pairs", where)
     if pairs_list is not None and len(pairs_list) != len(texts_list):
         raise ValueError(f"pairs has {len(pairs_list)} texts but texts has {len(texts_list)}")
     if padding not in (True, False, "longest", "max_length"):
@@ -387,14 +401,9 @@ def batch_inputs(texts, pairs, padding, max_length: int | None, n_special: int) 
     return texts_list, pairs_list
 
 
-def _as_text_list(texts: str | Sequence[str], name: str) -> list[str]:
-    if isinstance(texts, str):
-        return [texts]
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}] must be a str, found {type(t).__name__}")
-    return texts
+def _as_text_list(texts: str | Sequence[str], name: str, where: str) -> list[str]:
+    """A list of texts (type-checked, lone surrogates replaced) from one text or several."""
+    return clean_texts([texts] if isinstance(texts, str) else list(texts), where, name)
 
 
 def _one_length(maxlen: int | None, max_length: int | None) -> int | None:
@@ -423,14 +432,6 @@ def bert4keras_lengths(na: int, nb: int | None, maxlen: int | None, n_special: i
         raise ValueError(f"maxlen={maxlen} leaves no room for the {n_special} special tokens")
     while na + b + n_special > maxlen:
         if b == 0 or (na > 0 and na >= b):
-            na -= 1
-        else:
-            b -= 1
-    return na, b
-    if maxlen < n_special:
-        raise ValueError(f"maxlen={maxlen} leaves no room for the {n_special} special tokens")
-    while na + b + n_special > maxlen:
-        if b == 0 or (na > 0 and na + 2 >= b + 1):
             na -= 1
         else:
             b -= 1
