@@ -1,7 +1,9 @@
 """The edge: detect a checkpoint's format, build the model, load strictly; and the reverse."""
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,8 +34,13 @@ def _hf_family(config_path: Path, model: str | None) -> tuple[Family, dict[str, 
 
 def _best_prefix(family: Family, config, source) -> str:
     """The base-model prefix under which the file stores most of the family's tensors."""
+    capped = _capped(config, len(source) + 1)  # more layers than tensors cannot rank prefixes differently
+
     def hits(prefix: str) -> int:
-        rules, _ = family.hf_rules(config, prefix)
+        try:
+            rules, _ = family.hf_rules(capped or config, prefix)
+        except ConfigError:  # the family ties an option to the layer count
+            rules, _ = family.hf_rules(config, prefix)
         return sum(all(t in source for t in r.theirs) for r in rules)
     return max(family.hf_prefixes, key=hits)
 
@@ -51,6 +58,7 @@ class CheckpointSource:
     directory: Path
     format: str  # "hf" or "tf"
     size: int  # bytes of the weight files
+    raw_config: dict[str, Any] | None = None  # the config file as read, to name its fields in messages
 
 
 def _is_hf_dir(directory: Path) -> bool:
@@ -72,7 +80,7 @@ def open_checkpoint(path: str | Path, model: str | None = None, config: str | Pa
         prefix = _best_prefix(family, cfg, weights)
         size = sum(p.stat().st_size for p in set(weights.names.values()))
         return CheckpointSource(family, cfg, weights, weights.get, lambda c: family.hf_rules(c, prefix),
-                                weights.description, directory, "hf", size)
+                                weights.description, directory, "hf", size, d)
     if path.name.endswith(".index") or any(directory.glob("*.index")) or Path(str(path) + ".index").exists():
         from .convert.tensorflow import TFCheckpointReader, data_filename
 
@@ -88,7 +96,7 @@ def open_checkpoint(path: str | Path, model: str | None = None, config: str | Pa
         shards = reader.header.num_shards
         size = sum(os.path.getsize(data_filename(reader.prefix, i, shards)) for i in range(shards))
         return CheckpointSource(family, cfg, names, reader.get_torch, lambda c: family.tf_rules(c, names),
-                                reader.prefix, directory, "tf", size)
+                                reader.prefix, directory, "tf", size, d)
     raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
                             "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
 
@@ -108,8 +116,11 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     relative positions; gpt_config.json -> gpt; *generator* / *discriminator* -> electra).
     Optimizer slots and step counters are skipped and reported.
 
-    Loading is strict: a missing, unexpected or mis-shaped tensor raises CheckpointError naming
-    it, unless allow_missing / allow_unexpected is set (then it is listed in the report).
+    Loading is strict: a missing, unexpected, mis-shaped or mis-typed tensor (an integer tensor
+    where ours is floating point, or the reverse; float16/bfloat16/float32 storage is cast) raises
+    CheckpointError naming it, unless allow_missing / allow_unexpected is set (then missing and
+    unexpected tensors are listed in the report). The config's layer counts are checked against
+    the file's tensor names before anything is built.
     Tensors of heads that were not asked for (pooler, MLM, NSP) are skipped and reported.
     `application` ("encoder" | "lm" | "unilm") defaults to the family's own (bidirectional
     for BERT-like encoders, causal for GPT). `num_labels=N` adds a new classification head,
@@ -134,6 +145,21 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
 
 
 _TF_CONFIGS = ("bert_config.json", "albert_config.json", "config.json")
+# *config*.json files that describe something else than the model (plmkit's own export writes the first)
+_NOT_MODEL_CONFIG = re.compile(r"tokeni[sz]er|generation|preprocessor|processor|feature_extractor|special_tokens|"
+                               r"sentence|adapter|quantiz|peft|trainer|training|optimizer|deepspeed|accelerate")
+# a model config states the model's size under at least one of these names
+_SIZE_FIELDS = ("num_hidden_layers", "num_layers", "n_layer", "hidden_size", "d_model", "n_embd")
+
+
+def _is_model_config(path: Path) -> bool:
+    if _NOT_MODEL_CONFIG.search(path.name.lower()):
+        return False
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and any(k in d for k in _SIZE_FIELDS)
 
 
 def _tf_config_path(directory: Path, explicit: str | Path | None) -> Path:
@@ -143,12 +169,16 @@ def _tf_config_path(directory: Path, explicit: str | Path | None) -> Path:
     for name in _TF_CONFIGS:
         if (directory / name).exists():
             return directory / name
-    found = sorted(directory.glob("*config*.json"))
+    others = sorted(directory.glob("*config*.json"))
+    found = [f for f in others if _is_model_config(f)]
     if len(found) == 1:
         return found[0]
-    raise FileNotFoundError(f"{directory}: no config file beside the TensorFlow checkpoint (looked for "
-                            f"{', '.join(_TF_CONFIGS)}{'; found several: ' + str([f.name for f in found]) if found else ''});"
-                            " pass config=...")
+    passed = [f.name for f in others if f not in found]
+    raise FileNotFoundError(
+        f"{directory}: no config file beside the TensorFlow checkpoint (the model's): looked for {', '.join(_TF_CONFIGS)}, "
+        f"or one other *config*.json stating the model's size ({' / '.join(_SIZE_FIELDS)})"
+        + (f"; found several: {[f.name for f in found]}" if found else "")
+        + (f"; not model configs: {passed}" if passed else "") + "; pass config=...")
 
 
 def _tf_family(config_path: Path, d: dict[str, Any], model: str | None) -> Family:
@@ -163,6 +193,89 @@ def _tf_family(config_path: Path, d: dict[str, Any], model: str | None) -> Famil
     if "generator" in config_path.name or "discriminator" in config_path.name:
         return get_family("electra")
     raise ConfigError(f"{config_path}: cannot tell the model family of this TensorFlow checkpoint; pass model=...")
+
+
+# Our own module tree numbers its layers `blocks.{i}.` (under encoder. / decoder. for encoder-decoders);
+# the config field that counts each stack, and the names config files give that field.
+_LAYER_NAME = re.compile(r"^(|encoder\.|decoder\.)blocks\.(\d+)\.")
+_LAYER_FIELDS = {"": "num_layers", "encoder.": "num_layers", "decoder.": "num_decoder_layers"}
+_FILE_FIELDS = {"num_layers": ("num_hidden_layers", "num_layers", "n_layer"), "num_decoder_layers": ("num_decoder_layers",)}
+
+
+def _layer_counts(config: ModelConfig) -> dict[str, int]:
+    counts = {"num_layers": config.num_layers}
+    if isinstance(config.extra.get("num_decoder_layers"), int):
+        counts["num_decoder_layers"] = config.extra["num_decoder_layers"]
+    return counts
+
+
+def _with_layer_counts(config: ModelConfig, counts: dict[str, int]) -> ModelConfig | None:
+    """`config` with other layer counts, to look at name rules cheaply; None if the family refuses them."""
+    if counts == _layer_counts(config):
+        return config
+    extra = dict(config.extra)
+    if "num_decoder_layers" in counts:
+        extra["num_decoder_layers"] = counts["num_decoder_layers"]
+    try:
+        return config.replace(num_layers=counts["num_layers"], extra=extra)
+    except ConfigError:
+        return None
+
+
+def _capped(config: ModelConfig, limit: int) -> ModelConfig | None:
+    """`config` with its layer counts capped at `limit`; None if the family refuses that."""
+    return _with_layer_counts(config, {f: min(n, limit) for f, n in _layer_counts(config).items()})
+
+
+def _check_layer_counts(source: CheckpointSource, config: ModelConfig, *, allow_missing: bool,
+                        allow_unexpected: bool) -> None:
+    """Compare the config's layer counts with the layers the file's tensor names hold, before building.
+
+    Only names are looked at, for one layer more than the config asks (to see layers it leaves out),
+    but never more layers than the file has tensors: a layer that is not shared holds at least one
+    tensor of its own, so a config asking for a million layers is refused at once, not after building.
+    """
+    counts = _layer_counts(config)
+    limit = len(source.names) + 1
+    probe_counts = {f: min(n + 1, limit) for f, n in counts.items()}
+    rules = None
+    for probe in (_with_layer_counts(config, probe_counts), _capped(config, limit)):
+        try:
+            rules = source.rules_for(probe)[0] if probe is not None else None
+        except ConfigError:  # a family option tied to the layer count
+            rules = None
+        if rules is not None:
+            probe_counts = _layer_counts(probe)
+            break
+    if rules is None:
+        return  # the full load still checks every tensor
+    layers: dict[str, dict[int, set[str]]] = {f: {} for f in counts}
+    for rule in rules:
+        m = _LAYER_NAME.match(rule.ours)
+        if m and not rule.optional and _LAYER_FIELDS[m.group(1)] in layers:
+            layers[_LAYER_FIELDS[m.group(1)]].setdefault(int(m.group(2)), set()).update(rule.theirs)
+    for field_name, by_layer in layers.items():
+        probe_n, wanted = probe_counts[field_name], counts[field_name]
+        if len(by_layer) < probe_n or (probe_n > 1 and by_layer[0] == by_layer[1]):
+            continue  # one set of weights for every layer (ALBERT): no count to compare
+        held = 0
+        while held < probe_n and any(t in source.names for t in by_layer[held]):
+            held += 1
+        if held == wanted or (held < wanted and allow_missing) or (held > wanted and allow_unexpected):
+            continue
+        raw = source.raw_config or {}
+        spelled = next((k for k in _FILE_FIELDS[field_name] if raw.get(k) == wanted), field_name)
+        if held > wanted:
+            extra = sorted(t for t in by_layer[wanted] if t in source.names)
+            raise ConfigError(f"{config.source}: field {spelled!r} is {wanted}, but {source.description} holds "
+                              f"tensors for more layers (e.g. {extra[0]!r}); set {spelled} to match the checkpoint")
+        absent = sorted(t for t in by_layer[held] if t not in source.names)
+        if held == 0:
+            raise CheckpointError(f"{source.description} holds no tensor of layer 0 under the names family "
+                                  f"{source.family.name!r} reads (no {absent[0]!r}); is model=... right?")
+        raise ConfigError(f"{config.source}: field {spelled!r} is {wanted}, but {source.description} holds tensors "
+                          f"for {held} layers (0..{held - 1}; no {absent[0]!r}); set {spelled} to match the "
+                          "checkpoint")
 
 
 def load_source(source: CheckpointSource, options: dict[str, Any], *, keep_tokens: list[int] | None = None,
@@ -182,6 +295,7 @@ def load_source(source: CheckpointSource, options: dict[str, Any], *, keep_token
         if bad:
             raise ValueError(f"keep_tokens holds ids outside the vocabulary of {config.vocab_size}: {bad[:5]}")
         config = config.replace(vocab_size=len(keep_tokens))
+    _check_layer_counts(source, config, allow_missing=allow_missing, allow_unexpected=allow_unexpected)
     if config.extra.get("labels") and "num_labels" not in options:
         options["num_labels"] = len(config.extra["labels"])  # a fine-tuned classifier loads with its head
     with torch.device("meta"):

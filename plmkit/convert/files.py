@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -55,13 +56,39 @@ def _safetensors_get(path: Path, name: str) -> torch.Tensor:
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+    # torch >= 1.6 writes a zip archive, which torch can memory-map; releases saved by older torch
+    # (or with _use_new_zipfile_serialization=False) use the legacy stream format, which it cannot.
+    legacy = path.is_file() and not zipfile.is_zipfile(path)
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=not legacy)
     except Exception as e:
         raise CheckpointError(f"cannot read torch weights {path} with weights_only=True: {e}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a dict of tensors (a state dict)")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path}: expected a dict of tensors (a state dict), found {type(state).__name__}")
     return state
+
+
+def _read_weight_map(index: Path) -> dict[str, str]:
+    """The `weight_map` of a shard index: tensor name -> shard file name (a plain name in the same directory)."""
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{index}: not a shard index: invalid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{index}: a shard index is a JSON object with a 'weight_map'; found a JSON "
+                              f"{type(doc).__name__}")
+    weight_map = doc.get("weight_map")
+    if not isinstance(weight_map, dict):
+        found = f"a {type(weight_map).__name__}" if "weight_map" in doc else f"no such field (fields: {sorted(doc)})"
+        raise CheckpointError(f"{index}: 'weight_map' must be an object mapping tensor names to shard files; "
+                              f"found {found}")
+    for name, file in weight_map.items():
+        # shard files live beside the index (HF writes plain names); nothing absolute or above it
+        if not isinstance(file, str) or not file or Path(file).is_absolute() or ".." in Path(file).parts:
+            raise CheckpointError(f"{index}: 'weight_map' entry {name!r} must name a shard file in this "
+                                  f"directory, found {file!r}")
+    return weight_map
 
 
 def open_hf_weights(directory: Path) -> TensorSource:
@@ -70,11 +97,7 @@ def open_hf_weights(directory: Path) -> TensorSource:
                                      ("pytorch_model.bin.index.json", "pytorch_model.bin", "torch")):
         index, single_path = directory / index_name, directory / single
         if index.exists():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (KeyError, json.JSONDecodeError) as e:
-                raise CheckpointError(f"{index}: not a shard index with a 'weight_map' ({e})") from None
-            files = {n: directory / f for n, f in weight_map.items()}
+            files = {n: directory / f for n, f in _read_weight_map(index).items()}
         elif single_path.exists():
             files = None
         else:
@@ -88,6 +111,8 @@ def open_hf_weights(directory: Path) -> TensorSource:
         def read(path: Path, name: str) -> torch.Tensor:
             if path not in cache:
                 cache[path] = _torch_load(path)
+            if name not in cache[path]:
+                raise CheckpointError(f"{path}: no tensor {name!r}, although the shard index names this file")
             return cache[path][name]
 
         if files is None:

@@ -17,7 +17,7 @@ import torch
 
 
 class CheckpointError(ValueError):
-    """A checkpoint does not fit the model: a tensor is missing, unexpected or mis-shaped."""
+    """A checkpoint does not fit the model: a tensor is missing, unexpected, mis-shaped or mis-typed."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,19 @@ def _combine(rule: Rule, tensors: list[torch.Tensor]) -> torch.Tensor:
     return value if rule.scale == 1.0 else value * rule.scale
 
 
+def _dtype_kind(dtype: torch.dtype) -> str:
+    """The kind a stored tensor must share with ours: precision within a kind is cast, across kinds refused."""
+    if dtype.is_floating_point:
+        return "floating point"
+    if dtype.is_complex:
+        return "complex"
+    return "boolean" if dtype == torch.bool else "integer"
+
+
+def _dtype_str(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def apply_map(rules: list[Rule], ours: Mapping[str, torch.Tensor], theirs: Mapping[str, object],
               get: Callable[[str], torch.Tensor], *, source: str, skip_state: Callable[[str], bool] = lambda n: False,
               ignore: Iterable[str] = (), keep_tokens: list[int] | None = None, allow_missing: bool = False,
@@ -114,12 +127,21 @@ def apply_map(rules: list[Rule], ours: Mapping[str, torch.Tensor], theirs: Mappi
             else:
                 errors.append(f"missing tensor {absent[0]!r} (for {name}) in {source}")
             continue
-        value = _combine(rule, [get(t) for t in rule.theirs])
+        parts = [get(t) for t in rule.theirs]
+        wrong = [(t, p) for t, p in zip(rule.theirs, parts) if _dtype_kind(p.dtype) != _dtype_kind(target.dtype)]
+        if wrong:
+            t, p = wrong[0]
+            errors.append(f"tensor {t!r} in {source} has dtype {_dtype_str(p.dtype)}, expected "
+                          f"{_dtype_kind(target.dtype)} ({_dtype_str(target.dtype)}) for {name}")
+            claimed.update(rule.theirs)  # named once, as mis-typed, not again as unexpected
+            continue
+        value = _combine(rule, parts)
         if rule.vocab_rows and keep_tokens is not None:
             value = value[torch.as_tensor(keep_tokens, dtype=torch.long)]
         if tuple(value.shape) != tuple(target.shape):
             errors.append(f"tensor {'+'.join(rule.theirs)!r} in {source} has shape {tuple(value.shape)}, "
                           f"expected {tuple(target.shape)} for {name}")
+            claimed.update(rule.theirs)
             continue
         state[name] = value
         claimed.update(rule.theirs)
@@ -142,7 +164,9 @@ def apply_map(rules: list[Rule], ours: Mapping[str, torch.Tensor], theirs: Mappi
         errors.append(f"unexpected tensors in {source}: {shown}"
                       + (f" and {len(report.unexpected) - 10} more" if len(report.unexpected) > 10 else ""))
     if errors:
-        hint = "" if allow_missing else " (pass allow_missing=True / allow_unexpected=True to load anyway and get a report)"
+        allowable = any(e.startswith(("missing tensor", "unexpected tensors")) for e in errors)
+        hint = (" (pass allow_missing=True / allow_unexpected=True to load anyway and get a report)"
+                if allowable and not allow_missing else "")
         raise CheckpointError("; ".join(errors) + hint)
     return state, report
 
