@@ -123,7 +123,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = predict_file(args.model, args.input, args.out, text_col=args.text_col, pair_col=args.pair_col,
                           label_col=args.label_col, batch_size=args.batch_size, max_length=args.max_length,
                           precision=args.precision)
-    print(f"{result['predictions']} predictions written to {result['out']}")
+    kept = f" ({result['blank']} blank input lines kept as empty records)" if result["blank"] else ""
+    print(f"{result['predictions']} predictions written to {result['out']}{kept}")
     if "accuracy" in result:
         print(f"accuracy against the file's labels: {result['accuracy']:.4f}")
     return 0
@@ -321,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("predict", help="labels and probabilities from a fine-tuned classifier")
     p.add_argument("--model", required=True, help="a finetune output directory (or its model/ folder)")
     p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True, help="JSON lines: text, label, probs")
+    p.add_argument("--out", required=True, help="JSON lines: text, label, probs; line n answers input row n "
+                   "(a blank input line gets {\"text\": \"\", \"label\": null, \"probs\": null}, so the "
+                   "files stay aligned)")
     p.add_argument("--text-col", default="text")
     p.add_argument("--pair-col")
     p.add_argument("--label-col", default="label", help="scored when present")
@@ -386,10 +389,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, NotImplementedError) as e:
-        print(f"plmkit {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"plmkit {args.command}: error: {_one_line(e, args)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"plmkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
+
+# Errors a user causes and can fix: ValueError is the base of plmkit's own (DataError, ConfigError,
+# CheckpointError, TFCheckpointError, ResumeError, ...) and of every check of an argument; OSError
+# covers missing, unreadable and unwritable files and full disks. Anything else (TypeError,
+# AttributeError, KeyError, IndexError, RuntimeError, ...) is a bug of ours and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, NotImplementedError)
+
+
+def _one_line(e: BaseException, args: argparse.Namespace) -> str:
+    """The error's message on one line; an OSError that names no file (a full disk) gets the output path."""
+    if isinstance(e, OSError) and e.strerror:
+        text = e.strerror
+        if e.filename is not None:
+            text = f"{e.filename}: {text}" + (f" -> {e.filename2}" if e.filename2 is not None else "")
+        elif getattr(args, "out", None) and str(args.out) not in text:
+            text = f"{text} (writing {args.out})"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
 
 if __name__ == "__main__":
     sys.exit(main())

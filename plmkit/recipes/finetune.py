@@ -9,6 +9,8 @@ The output directory appears only when the run is complete: work happens in `<ou
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import shutil
@@ -22,11 +24,11 @@ import torch.nn.functional as F
 
 from ..convert.files import atomic_write, save_json
 from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
-from ..hardware import resolve_device, resolve_precision
+from ..hardware import PRECISIONS, resolve_device, resolve_precision
 from ..pretrained import from_pretrained, inference_options, save_pretrained
 from ..tokenizers import load_tokenizer
 from ..training import EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to, warmup_linear
-from ..training.checkpoint import load_checkpoint
+from ..training.checkpoint import ResumeError, check_run_identity, file_digest, load_checkpoint
 from .pretrain import set_dropout
 
 logger = logging.getLogger("plmkit.finetune")
@@ -55,6 +57,48 @@ class FinetuneConfig:
     text_col: str = "text"
     pair_col: str | None = None
     label_col: str = "label"
+
+    def __post_init__(self) -> None:
+        """Every field checked here, so a bad value fails before any file is read or written."""
+        def bad(name: str, expected: str) -> ValueError:
+            return ValueError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
+
+        def number(name: str, kind: type = float) -> float:
+            value = getattr(self, name)
+            ok = (int,) if kind is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, ok):
+                raise bad(name, "an integer" if kind is int else "a number")
+            return value
+
+        special = 3 if self.pair_col is None else 5  # [CLS] text [SEP] (pair [SEP]): one token of each text
+        if number("max_length", int) < special:
+            raise bad("max_length", f">= {special}, room for [CLS] text [SEP]" + (" pair [SEP]" if self.pair_col
+                                                                                    else "") + " with one token each")
+        for name in ("batch_size", "epochs", "patience"):
+            if number(name, int) < 1:
+                raise bad(name, ">= 1")
+        if not number("lr") > 0:
+            raise bad("lr", "> 0")
+        if not number("weight_decay") >= 0:
+            raise bad("weight_decay", ">= 0")
+        if not 0 <= number("warmup") <= 1:
+            raise bad("warmup", "a fraction of the steps in [0, 1]")
+        if not 0 <= number("ema") < 1:
+            raise bad("ema", "0 (off) or a decay in (0, 1)")
+        if not number("rdrop") >= 0:
+            raise bad("rdrop", "0 (off) or a KL weight > 0")
+        if self.dropout is not None and not 0 <= number("dropout") < 1:
+            raise bad("dropout", "a probability in [0, 1), or None")
+        if self.train_seconds is not None and not number("train_seconds") > 0:
+            raise bad("train_seconds", "> 0 seconds, or None")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
+        number("seed", int)
+        if not isinstance(self.group_by_length, bool):
+            raise bad("group_by_length", "true or false")
+        for name in ("text_col", "label_col") + (("pair_col",) if self.pair_col is not None else ()):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise bad(name, "a column name")
 
 
 class Batches:
@@ -210,7 +254,12 @@ def accuracy_metric(model, loader) -> dict[str, float]:
 def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_dir: str | Path,
              test: str | Path | None = None, cfg: FinetuneConfig | None = None, *, progress: bool = True,
              overwrite: bool = False) -> dict:
-    """Train a classifier, keep the best epoch on valid, write the model directory; returns the results."""
+    """Train a classifier, keep the best epoch on valid, write the model directory; returns the results.
+
+    Every input is checked (files, labels, that each row tokenises, max_length against the model's
+    positions) before anything is written. The run works in `<out>.partial`, whose `run.json`
+    records the inputs' digests and the settings: the same call resumes it, a different one is
+    refused (`overwrite` discards it instead)."""
     cfg = cfg or FinetuneConfig()
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -231,8 +280,25 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     if cfg.dropout is not None:
         set_hidden_dropout(model, cfg.dropout)
     device = resolve_device(cfg.device)
-    model.to(device)
     collate = Batches(tokenizer, cfg.max_length)
+    for ex, y in ((train_ex, train_y), (valid_ex, valid_y), (test_ex, test_y)):
+        if ex is not None:
+            _check_rows_encode(collate, ex, _rows(ex, y), _position_limit(model), model_path)
+    fresh = f"remove {work} (or pass --overwrite) to start afresh"
+    identity = {"recipe": "plmkit finetune", "model": str(Path(model_path).resolve()),
+                "sha256": {"train": file_digest(train), "valid": file_digest(valid),
+                           "test": file_digest(test) if test else None},
+                # device and precision may change when a run resumes on another machine
+                "config": {k: v for k, v in asdict(cfg).items() if k not in ("device", "precision")}}
+    if work.exists() and overwrite:
+        try:
+            check_run_identity(work, identity, fresh=fresh)
+        except ResumeError as e:
+            logger.warning("%s; overwrite: discarding it", e)
+            shutil.rmtree(work)
+    check_run_identity(work, identity, fresh=fresh)  # the first file written
+
+    model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_rows = _rows(train_ex, train_y)
     if cfg.group_by_length:
@@ -248,35 +314,36 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
 
     valid_loader = eval_loader(valid_ex, valid_y)
     loss_fn = rdrop_loss(cfg.rdrop) if cfg.rdrop else classification_loss
-    epochs, budget = cfg.epochs, None
-    if cfg.train_seconds:
-        epochs, budget = _budgeted_epochs(cfg, model, loss_fn, train_rows, collate, device, work)
-    steps = len(train_loader) * epochs
-    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = lambda_scheduler(optimizer, warmup_linear(int(steps * cfg.warmup), steps))
-    ema = EMA(model, cfg.ema) if cfg.ema else None  # best.pt then holds the averaged weights
-    trainer = Trainer(model.train(), loss_fn, optimizer, scheduler, max_grad_norm=1.0, ema=ema,
-                      precision=cfg.precision, out_dir=work, progress=progress, log_every=20)
-    result = trainer.fit(train_loader, epochs=epochs, valid_loader=valid_loader, metric_fn=accuracy_metric,
-                         early_stopping_patience=cfg.patience, monitor="accuracy", mode="max", valid_loss=False)
-    best = work / "best.pt"
-    if best.exists():
-        model.load_state_dict(load_checkpoint(best)["model"])
-    model.eval()
-    report = {"labels": names, "train_examples": len(train_ex), "valid_examples": len(valid_ex),
-              "valid_accuracy": accuracy_metric(model, valid_loader)["accuracy"], "epochs_run": result["epoch"],
-              "steps": result["step"], "config": asdict(cfg), "precision": trainer.precision,
-              "device": str(trainer.device), "model": str(model_path), "seconds": None}
-    if budget is not None:
-        report["budget"] = budget
-    if test_ex is not None:
-        report["test_examples"] = len(test_ex)
-        report["test_accuracy"] = accuracy_metric(model, eval_loader(test_ex, test_y))["accuracy"]
-    model_dir = work / "model"
-    save_pretrained(model, model_dir, tokenizer=tokenizer)
-    report["seconds"] = round(time.time() - started, 1)
-    save_json(report, work / "results.json")
-    for state in ("checkpoint.pt", "best.pt", "budget.json"):  # resume state; the model directory is the result
+    with _write_errors_name(work):
+        epochs, budget = cfg.epochs, None
+        if cfg.train_seconds:
+            epochs, budget = _budgeted_epochs(cfg, model, loss_fn, train_rows, collate, device, work)
+        steps = len(train_loader) * epochs
+        optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = lambda_scheduler(optimizer, warmup_linear(int(steps * cfg.warmup), steps))
+        ema = EMA(model, cfg.ema) if cfg.ema else None  # best.pt then holds the averaged weights
+        trainer = Trainer(model.train(), loss_fn, optimizer, scheduler, max_grad_norm=1.0, ema=ema,
+                          precision=cfg.precision, out_dir=work, progress=progress, log_every=20)
+        result = trainer.fit(train_loader, epochs=epochs, valid_loader=valid_loader, metric_fn=accuracy_metric,
+                             early_stopping_patience=cfg.patience, monitor="accuracy", mode="max", valid_loss=False)
+        best = work / "best.pt"
+        if best.exists():
+            model.load_state_dict(load_checkpoint(best)["model"])
+        model.eval()
+        report = {"labels": names, "train_examples": len(train_ex), "valid_examples": len(valid_ex),
+                  "valid_accuracy": accuracy_metric(model, valid_loader)["accuracy"], "epochs_run": result["epoch"],
+                  "steps": result["step"], "config": asdict(cfg), "precision": trainer.precision,
+                  "device": str(trainer.device), "model": str(model_path), "seconds": None}
+        if budget is not None:
+            report["budget"] = budget
+        if test_ex is not None:
+            report["test_examples"] = len(test_ex)
+            report["test_accuracy"] = accuracy_metric(model, eval_loader(test_ex, test_y))["accuracy"]
+        model_dir = work / "model"
+        save_pretrained(model, model_dir, tokenizer=tokenizer)
+        report["seconds"] = round(time.time() - started, 1)
+        save_json(report, work / "results.json")
+    for state in ("checkpoint.pt", "best.pt", "budget.json", "run.json"):  # resume state; the model is the result
         (work / state).unlink(missing_ok=True)
     if out.exists():
         shutil.rmtree(out)
@@ -284,6 +351,54 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     report["out_dir"] = str(out)
     report["curves"] = str(out / "curves.png")
     return report
+
+
+def _position_limit(model: torch.nn.Module) -> int | None:
+    """The longest sequence the model's learned position table covers (None: no table, e.g. rotary)."""
+    from ..modules.positions import LearnedPositions, PaddingAwarePositions
+
+    limits = [m.weight.shape[0] - (m.pad_token_id + 1 if isinstance(m, PaddingAwarePositions) else 0)
+              for m in model.modules() if isinstance(m, LearnedPositions)]
+    return min(limits) if limits else None
+
+
+def _check_rows_encode(collate: Batches, data: Examples, rows: list[tuple], limit: int | None,
+                       model_path: str | Path, chunk: int = 512) -> None:
+    """Tokenise every row once before training, so a row that cannot be encoded, or that is longer than
+    the model's positions, fails before any output exists, named by file and line instead of mid-run."""
+    for at in range(0, len(rows), chunk):
+        try:
+            longest = collate(rows[at:at + chunk])["input_ids"].shape[1]
+        except ValueError:
+            longest = None
+        if longest is not None and (limit is None or longest <= limit):
+            continue
+        for i in range(at, min(at + chunk, len(rows))):  # find the row
+            try:
+                length = collate([rows[i]])["input_ids"].shape[1]
+            except ValueError as e:
+                raise DataError(f"{data.source}: line {data.lines[i]}: {e}") from None
+            if limit is not None and length > limit:
+                raise DataError(f"{data.source}: line {data.lines[i]}: {length} tokens, more than the {limit} "
+                                f"positions {model_path} has learned; pass max_length (--max-length) {limit} "
+                                "or less to truncate")
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+@contextlib.contextmanager
+def _write_errors_name(work: Path) -> Iterator[None]:
+    """An OSError that names no file (a full disk: ENOSPC, or EFBIG past a size limit) re-raised naming
+    the run directory, and saying that the run so far is kept there for a resume."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        hint = (": free space, then run the same command again to resume from its last checkpoint"
+                if e.errno in _DISK_FULL else "")
+        raise OSError(e.errno, f"{e.strerror} while writing to {work} (the run so far is kept there{hint})") from e
 
 
 class TextClassifier:
@@ -312,10 +427,17 @@ class TextClassifier:
 
 
 def _chunks(path: Path, text_col: str, pair_col: str | None, label_col: str | None,
-            size: int) -> Iterator[list[tuple[str, str | None, str | None]]]:
-    """Rows of a CSV/TSV/JSONL file in chunks, without holding all predictions in memory."""
-    chunk, columns = [], None
+            size: int) -> Iterator[list[tuple[str, str | None, str | None] | None]]:
+    """Rows of a CSV/TSV/JSONL file in chunks, without holding all predictions in memory; None for each
+    blank line between rows, so that the n-th item is the n-th line after the header (or record, in a CSV
+    with line breaks inside quoted fields)."""
+    chunk: list[tuple[str, str | None, str | None] | None] = []
+    columns, last = None, 0
     for n, row in iter_rows(path):
+        # first line of this row: a CSV record spans one line more per line break inside its fields
+        first = n - sum(f.count("\n") for f in row) if isinstance(row, list) else n
+        chunk.extend([None] * max(first - last - 1, 0))  # blank lines skipped by iter_rows
+        last = n
         if isinstance(row, list):
             if columns is None:
                 if text_col in row:
@@ -329,7 +451,7 @@ def _chunks(path: Path, text_col: str, pair_col: str | None, label_col: str | No
             raise DataError(f"{path}: line {n}: no field {text_col!r}")
         chunk.append((str(row[text_col]), str(row[pair_col]) if pair_col else None,
                       str(row[label_col]).strip() if label_col and label_col in row else None))
-        if len(chunk) == size:
+        if len(chunk) >= size:
             yield chunk
             chunk = []
     if chunk:
@@ -339,7 +461,11 @@ def _chunks(path: Path, text_col: str, pair_col: str | None, label_col: str | No
 def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | Path, *, text_col: str = "text",
                  pair_col: str | None = None, label_col: str | None = "label", batch_size: int = 64,
                  max_length: int = 128, precision: str = "fp32") -> dict:
-    """Write one JSON line per input row (label, probabilities); returns counts and accuracy when labels exist."""
+    """Write one JSON line per input row (text, label, probabilities); returns counts and accuracy when labels exist.
+
+    Output line n answers input row n: a blank line between rows gets an empty record
+    ({"text": "", "label": null, "probs": null}) instead of being dropped, so the two files stay
+    aligned; `blank` in the result counts them."""
     if (Path(model_dir) / "fewshot.json").exists():  # a plmkit pet / ptune output directory
         from .fewshot import FewShotClassifier
         if precision != "fp32":
@@ -348,15 +474,22 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
     else:
         clf = TextClassifier(model_dir, max_length, precision)
     out_path = Path(out_path)
-    correct = labelled = total = 0
+    correct = labelled = total = blank = 0
 
     def write(tmp: Path) -> None:
-        nonlocal correct, labelled, total
+        nonlocal correct, labelled, total, blank
         with tmp.open("w", encoding="utf-8") as f:
             for chunk in _chunks(Path(input_path), text_col, pair_col, label_col, batch_size * 16):
-                texts = [c[0] for c in chunk]
-                pairs = [c[1] for c in chunk] if pair_col else None
-                for (text, _, gold), (label, probs) in zip(chunk, clf.predict(texts, pairs, batch_size)):
+                rows = [c for c in chunk if c is not None]
+                texts = [c[0] for c in rows]
+                pairs = [c[1] for c in rows] if pair_col else None
+                predicted = iter(clf.predict(texts, pairs, batch_size) if rows else [])
+                for row in chunk:
+                    if row is None:
+                        f.write(json.dumps({"text": "", "label": None, "probs": None}) + "\n")
+                        blank += 1
+                        continue
+                    (text, _, gold), (label, probs) = row, next(predicted)
                     f.write(json.dumps({"text": text, "label": label,
                                         "probs": dict(zip(clf.labels, [round(p, 6) for p in probs]))},
                                        ensure_ascii=False) + "\n")
@@ -365,7 +498,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
                         labelled += 1
                         correct += gold == label
     atomic_write(out_path, write)
-    result = {"predictions": total, "out": str(out_path)}
+    result = {"predictions": total, "blank": blank, "out": str(out_path)}
     if labelled:
         result["accuracy"] = correct / labelled
     return result

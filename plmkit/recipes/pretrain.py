@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..convert.files import save_json
-from ..data import SPECIALS, build_char_vocab, mask_tokens
-from ..hardware import resolve_device
+from ..data import SPECIALS, DataError, build_char_vocab, mask_tokens
+from ..hardware import PRECISIONS, resolve_device
 from ..models import build_model
 from ..modules.attention import SelfAttention
 from ..pretrained import from_pretrained, save_pretrained
@@ -59,6 +59,31 @@ class PretrainConfig:
     dropout: float = 0.0  # while pretraining (the saved config keeps 0.1 for fine-tuning); see set_dropout
     grow_layers: int = 0  # with init: deepen the init model to this many layers by stacking (see stack_layers)
 
+    def __post_init__(self) -> None:
+        """Every field checked here, so a bad value fails before the corpus is read or anything written."""
+        def check(name: str, ok, expected: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ValueError(f"{name}: expected {expected}, found {value!r}")
+
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "batch_size", "steps"):
+            check(name, lambda v: v == int(v) and v >= 1, "an integer >= 1")
+        check("max_length", lambda v: v == int(v) and v >= 3, "an integer >= 3 ([CLS] text [SEP])")
+        check("max_position", lambda v: v == int(v) and (self.init or v >= self.max_length),
+              f"an integer >= max_length ({self.max_length})")
+        for name in ("vocab_min_count", "vocab_max_size", "stop_after", "grow_layers", "seed"):
+            check(name, lambda v: v == int(v) and v >= 0, "an integer >= 0")
+        check("vocab_max_size", lambda v: v > len(SPECIALS), f"more than the {len(SPECIALS)} special tokens")
+        check("lr", lambda v: v > 0, "> 0")
+        check("weight_decay", lambda v: v >= 0, ">= 0")
+        check("warmup", lambda v: 0 <= v <= 1, "a fraction of the steps in [0, 1]")
+        check("mask_prob", lambda v: 0 < v < 1, "a probability in (0, 1)")
+        check("dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, found {self.precision!r}")
+        if self.grow_layers and not self.init:
+            raise ValueError("grow_layers needs init: the model whose layers are stacked")
+
 
 def line_words(line: str, segment=None) -> list[str]:
     """Words of one line: a POS-tagged line (word/tag ...) keeps its words; else `segment` (jieba) or chars."""
@@ -87,14 +112,22 @@ def read_corpus(files: Sequence[str | Path], exclude: Iterable[str] = ()) -> lis
         path = Path(f)
         if not path.exists():
             raise FileNotFoundError(f"corpus file {path} does not exist")
-        for n, line in enumerate(path.read_text(encoding="utf-8", errors="strict").splitlines(), 1):
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[:e.start].count(b"\n") + 1
+            raise DataError(f"corpus file {path}: line {line}: bytes that are not UTF-8 "
+                            f"at byte offset {e.start} ({raw[e.start:e.start + 4]!r}); re-encode the file as "
+                            "UTF-8") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if exclude and " ".join(line.split()) in exclude:
                 continue
             words = [w for w in line_words(line, segment) if w.strip()]
             if words:
                 lines.append(words)
     if not lines:
-        raise ValueError(f"the corpus {list(map(str, files))} holds no text")
+        raise DataError(f"the corpus {', '.join(map(str, files))} holds no text")
     return lines
 
 
@@ -214,30 +247,28 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
              exclude: Iterable[str] = (), progress: bool = True, resume: bool = True) -> Path:
     """Run MLM pretraining; returns the directory of the final model (out_dir/model)."""
     cfg = cfg or PretrainConfig()
-    if cfg.grow_layers and not cfg.init:
-        raise ValueError("grow_layers needs init: the model whose layers are stacked")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     started = time.time()
     exclude = list(exclude)
-    lines = read_corpus(corpus, exclude)
+    lines = read_corpus(corpus, exclude)  # the corpus, vocabulary, packing and model are checked before out exists
     vocab_path = out / "vocab.txt"
+    new_vocab = False
     if cfg.init:  # continued pretraining: the model's own vocabulary and sizes
         tokenizer = load_tokenizer(cfg.init)
-        tokenizer.save(out)
+        new_vocab = True
     elif resume and vocab_path.exists():  # a resumed run must keep the vocabulary it started with
         vocab = [t for t in vocab_path.read_text(encoding="utf-8").split("\n") if t]
         tokenizer = WordPieceTokenizer(vocab, do_lower_case=True)
     else:
         tokenizer = char_tokenizer(build_char_vocab((c for words in lines for w in words for c in w),
                                                     min_count=cfg.vocab_min_count, max_size=cfg.vocab_max_size))
-        tokenizer.save(out)
+        new_vocab = True
     seqs = pack(lines, tokenizer, cfg.max_length)
     if len(seqs) < cfg.batch_size:
-        raise ValueError(f"corpus {', '.join(map(str, corpus))}: {len(seqs)} sequences of <= {cfg.max_length} tokens, "
-                         f"fewer than one batch ({cfg.batch_size})")
+        raise DataError(f"corpus {', '.join(map(str, corpus))}: {len(seqs)} sequences of <= {cfg.max_length} tokens, "
+                        f"fewer than one batch ({cfg.batch_size})")
     logger.info("corpus: %d lines -> %d sequences of <= %d tokens; vocab %d", len(lines), len(seqs),
                 cfg.max_length, tokenizer.vocab_size)
     if cfg.init:
@@ -251,6 +282,9 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                              num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                              intermediate_size=cfg.intermediate_size, max_position=cfg.max_position, type_vocab_size=2)
         model = build_model(config, with_mlm=True, with_pool=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if new_vocab:
+        tokenizer.save(out)
     set_dropout(model, cfg.dropout)
     device = resolve_device(cfg.device)
     model.to(device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -12,7 +14,11 @@ import torch
 
 from ..convert.atomic import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng"]
+__all__ = ["ResumeError", "file_digest", "check_run_identity", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng"]
+
+
+class ResumeError(ValueError):
+    """A training checkpoint that cannot be read or does not belong to this run: names the file and why."""
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -36,7 +42,61 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise RuntimeError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResumeError(f"checkpoint {path}: cannot be read ({first})") from exc
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 20):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def check_run_identity(directory: str | os.PathLike, identity: dict[str, Any], *, fresh: str) -> None:
+    """Refuse to resume `directory` unless it was started with the same `identity` (inputs' digests and
+    settings, JSON-able); a directory without a record is given one (``run.json``), and so becomes this run's.
+
+    `fresh` says how to start afresh instead (e.g. "remove it, or pass --overwrite"); a mismatch names the
+    directory, the first keys that differ and that remedy. Checkpoints written before this record existed
+    have none; they are then checked by shape only, on load."""
+    directory = Path(directory)
+    record = directory / "run.json"
+    identity = json.loads(json.dumps(identity))  # tuples as lists, as they come back from the file
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ResumeError(f"{record}: unreadable run record ({exc}); {fresh}") from None
+        if previous != identity:
+            was, now = _flat(previous), _flat(identity)
+            differ = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+            shown = ", ".join(f"{k} (was {_short(was.get(k))}, now {_short(now.get(k))})" for k in differ[:3])
+            raise ResumeError(f"{directory} holds an interrupted run with different inputs or settings: {shown}"
+                              f"{' and more' if len(differ) > 3 else ''}; run the command that started it to "
+                              f"resume, or {fresh}")
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(identity, indent=1, ensure_ascii=False)
+    atomic_write(record, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"config": {"lr": 1}} as {"config.lr": 1}: a difference is named by its leaf."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def capture_rng() -> dict[str, Any]:

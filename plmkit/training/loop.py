@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..hardware import describe, fast_linear_for, resolve_precision
 from .adversarial import FGM
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import ResumeError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import (
     all_gather_object,
     all_reduce_sum,
@@ -604,13 +604,20 @@ class Trainer:
         if path is None or not path.is_file():
             return None
         state = load_checkpoint(path)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint {path}: format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ResumeError(f"checkpoint {path}: format {found!r}, expected {CHECKPOINT_FORMAT!r}")
+        try:
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # torch's size-mismatch / group-count messages
+            detail = " ".join(str(exc).split())
+            raise ResumeError(f"checkpoint {path} was written by a different model or optimizer and cannot be "
+                              f"resumed here ({detail[:300]}{'...' if len(detail) > 300 else ''}); remove "
+                              f"{path.parent} to start afresh") from exc
         for name, obj in (("scheduler", self.scheduler), ("ema", self.ema)):
             if (obj is None) != (state[name] is None):
-                raise ValueError(
+                raise ResumeError(
                     f"checkpoint {path}: {name} {'present' if state[name] is not None else 'absent'}, "
                     f"but the trainer has {'none' if obj is None else 'one'}"
                 )
