@@ -28,11 +28,12 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 CJK = "你好中国人民的一是不了在有和大这"
 PUNCT = ".,!?;:'\"()[]-，。！？、"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCAB = SPECIALS + list(LETTERS) + ["##" + c for c in LETTERS] + list(CJK) + list(dict.fromkeys(PUNCT)) + [
-    "un", "##aff", "##able", "hello", "world", "##ing", "\u00e9"]
+VOCAB = (SPECIALS + list(LETTERS) + ["##" + c for c in LETTERS] + list(CJK) + list(dict.fromkeys(PUNCT))
+         + ["un", "##aff", "##able", "hello", "world", "##ing", "\u00e9"])
 
-TRICKY = ["[MASK]", "[CLS]", "[unk]", "\ud83d", "\ude00", "\ud83d\ude00", "😀", "\u0301", "e\u0301", "\x00", "\x7f",
-          "\u200b", "\ufeff", "\ufffd", "\u3000", "\t", "\r\n", "İ", "ß", "ﬁ", "Σ", "\U00020000", "ＡＢ", "\u202e"]
+TRICKY = ["[MASK]", "[CLS]", "[unk]", "\ud83d", "\ude00", "\ud83d\ude00", "😀", "\u0301", "e\u0301", "\x00",
+          "\x7f", "\u200b", "\ufeff", "\ufffd", "\u3000", "\t", "\r\n",
+          "İ", "ß", "ﬁ", "Σ", "\U00020000", "ＡＢ", "\u202e"]
 
 # Any code point, surrogates included (Hypothesis leaves out category Cs unless told otherwise).
 any_char = st.characters(codec=None, exclude_categories=())

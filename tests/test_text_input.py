@@ -142,6 +142,11 @@ def test_wordpiece_agrees_with_the_python_bert_tokenizer_on_surrogates(vocab_fil
         assert ours.encode(text)[0] == ref(text)["input_ids"], repr(text)
 
 
+def test_a_token_list_with_a_lone_surrogate_is_refused():
+    with pytest.raises(ValueError, match=r"vocabulary entry 5 must be a str without line breaks or lone surrogates"):
+        WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b" + HALF])
+
+
 def test_wordpiece_non_text_is_a_type_error(vocab_file):
     tok = WordPieceTokenizer(vocab_file)
     with pytest.raises(TypeError, match=r"WordPieceTokenizer.encode \(first\): the text must be a str, found NoneType"):

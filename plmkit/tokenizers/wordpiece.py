@@ -31,7 +31,7 @@ import torch
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from .text import clean_text, clean_texts
+from .text import clean_text, clean_texts, replace_surrogates
 from .vocab import read_vocab_file, simplify_vocab, token_ids, write_vocab_file
 
 VOCAB_FILE = "vocab.txt"
@@ -84,8 +84,9 @@ class WordPieceTokenizer:
             self.vocab_file = None
             tokens = list(vocab)
             for i, token in enumerate(tokens):
-                if not isinstance(token, str) or "\n" in token or "\r" in token:
-                    raise ValueError(f"vocabulary entry {i} must be a str without line breaks, found {token!r}")
+                if not isinstance(token, str) or "\n" in token or "\r" in token or replace_surrogates(token)[1]:
+                    raise ValueError(f"vocabulary entry {i} must be a str without line breaks or lone surrogates, "
+                                     f"found {token!r}")
         source = self.vocab_file or "the given token list"
         if not tokens:
             raise ValueError(f"vocabulary from {source} is empty")
@@ -177,10 +178,17 @@ class WordPieceTokenizer:
         return [self.id_to_token(i) for i in ids]
 
     # ----------------------------------------------------------------- bert4keras API
+    def _encode_one(self, text: str):
+        """The engine's encoding of one text, no special tokens, never truncated."""
+        # Truncation is engine state that a __call__(max_length=...) leaves set: without this reset
+        # every later encode / tokenize / rematch was silently cut to that length.
+        with self._lock:
+            self._engine.no_truncation()
+            return self._engine.encode(text, add_special_tokens=False)
+
     def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
         """Tokens of ``text`` wrapped in [CLS] ... [SEP]; ``maxlen`` truncates as :meth:`encode` does."""
-        text = clean_text(text, "WordPieceTokenizer.tokenize")
-        tokens = self._engine.encode(text, add_special_tokens=False).tokens
+        tokens = self._encode_one(clean_text(text, "WordPieceTokenizer.tokenize")).tokens
         n, _ = bert4keras_lengths(len(tokens), None, maxlen, 2)
         return [self.cls_token, *tokens[:n], self.sep_token]
 
@@ -195,12 +203,10 @@ class WordPieceTokenizer:
         splits the budget differently.)
         """
         maxlen = _one_length(maxlen, max_length)
-        first = clean_text(first, "WordPieceTokenizer.encode (first)")
-        a = self._engine.encode(first, add_special_tokens=False).ids
+        a = self._encode_one(clean_text(first, "WordPieceTokenizer.encode (first)")).ids
         b = None
         if second is not None:
-            b = self._engine.encode(clean_text(second, "WordPieceTokenizer.encode (second)"),
-                                    add_special_tokens=False).ids
+            b = self._encode_one(clean_text(second, "WordPieceTokenizer.encode (second)")).ids
         na, nb = bert4keras_lengths(len(a), None if b is None else len(b), maxlen, 2 if b is None else 3)
         token_ids = [self.cls_token_id, *a[:na], self.sep_token_id]
         segment_ids = [0] * len(token_ids)
@@ -230,7 +236,7 @@ class WordPieceTokenizer:
         in order, in the tokenization of ``text`` gets ``[]``.
         """
         # One replacement character per surrogate: spans into the cleaned text index ``text`` too.
-        enc = self._engine.encode(clean_text(text, "WordPieceTokenizer.rematch"), add_special_tokens=False)
+        enc = self._encode_one(clean_text(text, "WordPieceTokenizer.rematch"))
         found, spans = enc.tokens, [list(s) for s in enc.offsets]
         strips = self.do_lower_case if self.strip_accents is None else self.strip_accents
         if strips:
