@@ -103,6 +103,8 @@ def config_from_bert_dict(d: dict[str, Any], family: str, source: str = "<dict>"
     for ours, theirs in _BERT_OPTIONAL.items():
         if d.get(theirs) is not None:
             kwargs[ours] = d[theirs]
+    if kwargs.get("hidden_act") == "gelu_erf":
+        kwargs["hidden_act"] = "gelu"  # bert4keras' unambiguous name for exact GELU (what our TF export writes)
     if kwargs.get("embedding_size") == kwargs["hidden_size"]:
         kwargs["embedding_size"] = None
     labels = labels_from_hf(d, source)

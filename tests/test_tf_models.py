@@ -119,3 +119,55 @@ def test_cli_info_and_convert(tmp_path, capsys):
     with torch.no_grad():
         assert (back(input_ids=ids, token_type_ids=types, attention_mask=mask).prediction_logits
                 - ours(ids, token_type_ids=types, attention_mask=mask).logits).abs().max() <= 1e-5
+
+
+# ---- activations survive HF -> TF -> plmkit (issue 28) -------------------------------------------------
+
+EMBEDDED = Path(plmkit.__file__).parent / "pretrained_models" / "tiny-zh-char-bert"
+
+
+def test_exact_gelu_survives_hf_to_tf_to_plmkit(tmp_path):
+    """The embedded model computes exact GELU; google-research/bert reads "gelu" as the tanh approximation,
+    so the export must write a name that means exact GELU (bert4keras' "gelu_erf")."""
+    assert json.loads((EMBEDDED / "config.json").read_text())["hidden_act"] == "gelu"  # exact, to transformers
+    ours = plmkit.from_pretrained(EMBEDDED, with_mlm=True)
+    plmkit.save_pretrained(ours, tmp_path / "tf", format="tf")
+    assert json.loads((tmp_path / "tf" / "bert_config.json").read_text())["hidden_act"] == "gelu_erf"
+    back = plmkit.from_pretrained(tmp_path / "tf", with_mlm=True)
+    assert back.config.hidden_act == "gelu"
+    # the oracle: transformers on the original (float16-stored) weights, computing in float32 as we do
+    hf = transformers.BertForMaskedLM.from_pretrained(EMBEDDED).float().eval()
+    ids = torch.randint(1, 4341, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out, before = back(ids), ours(ids)
+        ref = hf(input_ids=ids, output_hidden_states=True)
+    assert (out.logits - before.logits).abs().max() <= 1e-5  # the round trip keeps the function (was 4.4e-3)
+    assert (out.last_hidden_state - ref.hidden_states[-1]).abs().max() <= 1e-5
+    assert (out.logits - ref.logits).abs().max() <= 1e-4  # logits of magnitude ~10: float32 rounding only
+
+
+def test_tanh_gelu_in_bert_config_still_reads_as_tanh(tmp_path):
+    """The original meaning of "gelu" in a bert_config.json is kept (google-research/bert's modeling.py)."""
+    ours = plmkit.from_pretrained(FIXTURES / "bert")
+    assert ours.config.hidden_act == "gelu_tanh"
+    plmkit.save_pretrained(ours, tmp_path, format="tf")
+    assert json.loads((tmp_path / "bert_config.json").read_text())["hidden_act"] == "gelu"
+
+
+@pytest.mark.parametrize("family", ["bert", "nezha", "albert", "gpt", "electra", "roformer"])
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+def test_gelu_kind_survives_the_tf_round_trip(tmp_path, family, act):
+    """Exact and tanh GELU both come back as themselves through every family's TensorFlow config."""
+    from plmkit.models import get_family
+    fam = get_family(family)
+    config = fam.tiny().replace(hidden_act=act)
+    torch.manual_seed(0)
+    model = fam.build(config).eval()
+    plmkit.save_pretrained(model, tmp_path, format="tf")
+    back = plmkit.from_pretrained(tmp_path, model=family)
+    tanh_names = {"gelu_tanh", "gelu_new", "gelu_fast", "gelu_pytorch_tanh"}  # one function, several spellings
+    assert back.config.hidden_act == act or {back.config.hidden_act, act} <= tanh_names
+    ids = torch.randint(1, config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = model(ids).last_hidden_state, back(ids).last_hidden_state
+    assert (a - b).abs().max() <= 1e-5

@@ -276,7 +276,7 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> albert_config.json: Google's fields, or albert_zh's for its layout."""
     d = {
         "attention_probs_dropout_prob": c.attention_dropout,
-        "hidden_act": {"gelu_tanh": "gelu", "gelu_new": "gelu"}.get(c.hidden_act, c.hidden_act),
+        "hidden_act": bert.TF_ACTIVATION_NAMES.get(c.hidden_act, c.hidden_act),  # exact GELU as "gelu_erf"
         "hidden_dropout_prob": c.dropout,
         "embedding_size": c.embedding_size or c.hidden_size,
         "hidden_size": c.hidden_size,

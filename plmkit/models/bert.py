@@ -185,11 +185,18 @@ def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
 
 
 def config_from_tf(d: dict[str, Any], source: str, family: str = "bert") -> ModelConfig:
-    """bert_config.json -> ModelConfig. google-research/bert's `gelu` is the tanh approximation."""
+    """bert_config.json -> ModelConfig. google-research/bert's `gelu` is the tanh approximation; `gelu_erf` is exact."""
     d = dict(d)
     if d.get("hidden_act") == "gelu":
         d["hidden_act"] = "gelu_tanh"
     return config_from_bert_dict(d, family, source)
+
+
+# Our activation -> its name in a bert_config.json. google-research/bert's "gelu" is the tanh
+# approximation, so exact GELU cannot be written "gelu": it is written "gelu_erf", bert4keras' name for
+# it (bert4keras/backend.py custom_objects: 'gelu_erf': gelu_erf); google-research/bert's
+# get_activation refuses that name rather than silently computing another function.
+TF_ACTIVATION_NAMES = {"gelu_tanh": "gelu", "gelu_new": "gelu", "gelu": "gelu_erf"}
 
 
 def config_to_tf(c: ModelConfig) -> dict[str, Any]:
@@ -197,7 +204,7 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     d = _config_to_hf("bert", [])(c)
     for key in ("model_type", "architectures", "layer_norm_eps", "pad_token_id", "id2label", "label2id"):
         d.pop(key, None)
-    d["hidden_act"] = {"gelu_tanh": "gelu", "gelu_new": "gelu"}.get(c.hidden_act, c.hidden_act)
+    d["hidden_act"] = TF_ACTIVATION_NAMES.get(c.hidden_act, c.hidden_act)
     return d
 
 

@@ -186,14 +186,14 @@ def gpt_config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
     for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings"):
         _require(d, key, source)
     act = d.get("hidden_act", "gelu")
-    if act not in _AFN and act not in _TANH_GELU:
-        raise ConfigError(f"{source}: field 'hidden_act' is {act!r}; expected one of {sorted(_AFN)} or 'gelu_tanh'")
+    if act not in _TF_AFN and act not in _TANH_GELU:
+        raise ConfigError(f"{source}: field 'hidden_act' is {act!r}; expected one of {sorted(_TF_AFN)} or 'gelu_tanh'")
     dropout = d.get("hidden_dropout_prob", 0.1)
     return ModelConfig(
         family="gpt", source=source, vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
         num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
         intermediate_size=d.get("intermediate_size") or 4 * d["hidden_size"],
-        max_position=d["max_position_embeddings"], type_vocab_size=0, hidden_act=_AFN.get(act, "gelu_tanh"),
+        max_position=d["max_position_embeddings"], type_vocab_size=0, hidden_act=_TF_AFN.get(act, "gelu_tanh"),
         layer_norm_eps=d.get("layer_norm_eps", 1e-5), dropout=dropout,
         attention_dropout=d.get("attention_probs_dropout_prob", 0.1),
         initializer_range=d.get("initializer_range", 0.02), pad_token_id=d.get("pad_token_id", 0),
@@ -202,8 +202,9 @@ def gpt_config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
 
 def gpt_config_to_tf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> gpt_config.json in BERT's keys (bert4keras' GPT reads them)."""
-    act = "gelu" if c.hidden_act in _TANH_GELU else c.hidden_act  # the tanh GELU, as gpt_config_from_tf reads it
-    if act not in _AFN:
+    # the tanh GELU as "gelu", as gpt_config_from_tf reads it; exact GELU as "gelu_erf"
+    act = "gelu" if c.hidden_act in _TANH_GELU else "gelu_erf" if c.hidden_act == "gelu" else c.hidden_act
+    if act not in _TF_AFN:
         raise ConfigError(f"{c.source}: hidden_act {c.hidden_act!r} has no spelling in CDial-GPT's config")
     d = {
         "vocab_size": c.vocab_size, "hidden_size": c.hidden_size, "num_hidden_layers": c.num_layers,
@@ -220,6 +221,8 @@ def gpt_config_to_tf(c: ModelConfig) -> dict[str, Any]:
 # ---- configs -----------------------------------------------------------------------------------
 
 _AFN = {"gelu": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}  # OpenAI GPT's "gelu" is tanh-GELU
+# gpt_config.json is read by bert4keras, whose "gelu_erf" is exact GELU: how we write it there
+_TF_AFN = {**_AFN, "gelu_erf": "gelu"}
 _TANH_GELU = ("gelu_tanh", "gelu_new", "gelu_fast", "gelu_pytorch_tanh")
 _SPECIAL = ("bos_token_id", "eos_token_id", "pad_token_id")
 
