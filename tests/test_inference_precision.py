@@ -124,3 +124,45 @@ def test_linear_follows_bf16_autocast():
             assert lin(x).dtype == torch.float32
     finally:
         linear_module.set_fast_cpu_linear(None)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "t5.1.0", "mt5.1.1"])
+def test_int8_generators_keep_their_heads_and_stay_close(tmp_path, kind):
+    """int8 covers the output heads (tied to the token table, or scaled as T5's): logits stay close to
+    fp32 (cosine >= 0.99 per position) and decoding runs; the scale of T5 heads is kept."""
+    import transformers
+
+    from plmkit.generation import generate
+    from plmkit.quantize import Int8Head
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=97, n_embd=64, n_layer=2, n_head=4, n_positions=64)
+        transformers.GPT2LMHeadModel(cfg).eval().save_pretrained(tmp_path)
+    else:
+        fields = dict(feed_forward_proj="relu") if kind == "t5.1.0" else dict(feed_forward_proj="gated-gelu",
+                                                                               tie_word_embeddings=False)
+        cls = transformers.T5ForConditionalGeneration if kind == "t5.1.0" else transformers.MT5ForConditionalGeneration
+        cfg = (transformers.T5Config if kind == "t5.1.0" else transformers.MT5Config)(
+            vocab_size=97, d_model=64, d_kv=16, d_ff=96, num_layers=2, num_heads=4, decoder_start_token_id=0,
+            pad_token_id=0, eos_token_id=1, **fields)
+        hf = cls(cfg).eval()
+        if kind == "mt5.1.1":  # transformers 5 ties by default; give the untied head its own weights
+            with torch.no_grad():
+                hf.lm_head.weight = torch.nn.Parameter(torch.randn_like(hf.shared.weight) * 0.5)
+            hf.config.tie_word_embeddings = False
+        hf.save_pretrained(tmp_path)
+    ref = plmkit.from_pretrained(tmp_path)
+    q = plmkit.from_pretrained(tmp_path, quantize="int8")
+    ids = torch.randint(3, 97, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        if kind == "gpt2":
+            a, b = ref(ids).logits, q(ids).logits
+        else:
+            dec = torch.zeros(2, 4, dtype=torch.long)
+            a, b = ref(ids, decoder_input_ids=dec).logits, q(ids, decoder_input_ids=dec).logits
+    assert torch.nn.functional.cosine_similarity(a, b, dim=-1).min() >= 0.99
+    heads = [m for m in q.modules() if isinstance(m, Int8Head)]
+    assert len(heads) == 1  # after a forward (T5.1.0 quantises the table it is handed on its first call)
+    out = generate(q, ids, max_new_tokens=5, eos_token_id=())
+    assert out.shape[0] == 2
