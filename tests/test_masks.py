@@ -1,4 +1,5 @@
 """Attention mask policies against hand-written matrices, and the UniLM property on a model."""
+import pytest
 import torch
 
 from plmkit.config import ModelConfig
@@ -49,3 +50,23 @@ def test_unilm_model_information_flow():
     with torch.no_grad():
         c = model(changed_src, token_type_ids=seg).last_hidden_state
     assert torch.all((a - c).abs().amax(-1)[0] > 0)  # everyone sees the source
+
+
+@pytest.mark.parametrize("policy", ["encoder", "lm", "unilm"])
+def test_stepwise_masks_are_rows_of_the_whole_mask(policy):
+    """One definition for cached and uncached attention: feeding the tokens in chunks, each chunk's
+    mask (its queries over every key so far) equals those rows of the mask of the whole sequence."""
+    from plmkit.modules import masks
+
+    segments = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]])
+    ids = torch.ones_like(segments)
+    pad = torch.tensor([[1] * 7, [0, 1, 1, 1, 1, 1, 1]])
+    whole = masks.build(policy, ids, segments, pad)
+    whole = (torch.ones(2, 1, 7, 7, dtype=torch.bool) if whole is None else whole).expand(2, 1, 7, 7)
+    state, past = {}, 0
+    for chunk in ((0, 3), (3, 4), (4, 7)):  # the source, then one token, then three
+        a, b = chunk
+        step = masks.build(policy, ids[:, a:b], segments[:, a:b], pad[:, :b], past=past, state=state)
+        step = torch.ones(2, 1, b - a, b, dtype=torch.bool) if step is None else step.expand(2, 1, b - a, b)
+        assert torch.equal(step, whole[:, :, a:b, :b]), chunk
+        past = b

@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import masks
 from .linear import Linear
 
 
@@ -143,22 +142,6 @@ class KVCache:
         if i == len(self.memory):
             self.memory.append(project(memory))
         return self.memory[i]
-
-    def causal_mask(self, new_tokens: int, attention_mask: torch.Tensor | None,
-                    dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor | None:
-        """Additive mask for `new_tokens` queries over the cached and new keys: causal, plus padding.
-
-        `attention_mask` (B, cached + new) marks real tokens with 1; None means no padding.
-        """
-        total = self.length + new_tokens
-        if attention_mask is not None and attention_mask.shape[1] != total:
-            raise ValueError(f"attention_mask has {attention_mask.shape[1]} columns; with {self.length} cached "
-                             f"and {new_tokens} new tokens it must cover all {total}")
-        mask = None if new_tokens == 1 else masks.causal(new_tokens, total, device=device)  # one query sees all
-        if attention_mask is not None:
-            pad = masks.padding(attention_mask)
-            mask = pad if mask is None else mask & pad
-        return masks.additive(mask, dtype)
 
     def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
         """Keep rows `index` of every cached tensor (beam reordering, or expanding a batch to beams).

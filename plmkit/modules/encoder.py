@@ -86,7 +86,8 @@ class Encoder(nn.Module):
             if position_ids is None and L:
                 position_ids = torch.arange(L, L + T, device=input_ids.device)[None]  # (1, T)
             x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
-            mask = masks.additive(self._cached_mask(input_ids, token_type_ids, attention_mask, cache), x.dtype)
+            mask = masks.additive(masks.build(self.application, input_ids, token_type_ids, attention_mask, past=L,
+                                              state=cache.state), x.dtype)
             bias = self.position_bias(T, L + T, L) if self.position_bias is not None else None
             with cache.step(self.blocks, T), attach_positions(readers, positions):
                 states, x = self._blocks(x, mask, bias, output_hidden_states)
@@ -143,29 +144,3 @@ class Encoder(nn.Module):
             if states is not None:
                 states.append(x)
         return states, x
-
-    def _cached_mask(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
-                     attention_mask: torch.Tensor | None, cache: KVCache) -> torch.Tensor | None:
-        """The policy's bool mask (B|1, 1, T, L + T) for T new tokens over L cached ones and themselves."""
-        T, L = input_ids.shape[1], cache.length
-        if attention_mask is not None and attention_mask.shape[1] != L + T:
-            raise ValueError(f"attention_mask has {attention_mask.shape[1]} columns; with {L} cached and {T} new "
-                             f"tokens it must cover all {L + T}")
-        mask = None if attention_mask is None else masks.padding(attention_mask)
-        if self.application == "lm":
-            causal = masks.causal(T, L + T, device=input_ids.device)
-            mask = causal if mask is None else mask & causal
-        elif self.application == "unilm":
-            if token_type_ids is None:
-                raise ValueError("application='unilm' needs token_type_ids (segment 0 = source, 1 = target)")
-            # masks.unilm's order (cumulative segment id) continued across steps: a key is visible
-            # to a query whose order is at least the key's
-            before = cache.state.get("unilm_order")  # (B, L)
-            order = torch.cumsum(token_type_ids, dim=1)  # (B, T)
-            if before is not None:
-                order = order + before[:, -1:]
-            keys = order if before is None else torch.cat((before, order), dim=1)  # (B, L + T)
-            cache.state["unilm_order"] = keys
-            visible = (keys[:, None, :] <= order[:, :, None])[:, None]  # (B, 1, T, L + T)
-            mask = visible if mask is None else mask & visible
-        return mask

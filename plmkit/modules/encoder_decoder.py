@@ -160,10 +160,8 @@ class EncoderDecoder(nn.Module):
         then covers cached + new tokens.
         """
         x = self.embeddings(decoder_input_ids)  # (B, T, H)
-        if cache is None:
-            self_mask = masks.additive(masks.build("lm", decoder_input_ids, None, decoder_attention_mask), x.dtype)
-        else:
-            self_mask = cache.causal_mask(x.shape[1], decoder_attention_mask, x.dtype, x.device)
+        past, state = (cache.length, cache.state) if cache is not None else (0, None)
+        self_mask = masks.additive(masks.build("lm", x, None, decoder_attention_mask, past=past, state=state), x.dtype)
         memory_mask = None if attention_mask is None else masks.additive(masks.padding(attention_mask), x.dtype)
         h = self.decoder(x, self_mask, memory, memory_mask, cache=cache)
         return Seq2SeqOutput(logits=self.lm_head(h, self.embeddings.token), last_hidden_state=h,

@@ -76,7 +76,7 @@ class Decoder(nn.Module):
                 logits_at: torch.Tensor | None = None) -> ModelOutput:
         if cache is None:
             x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
-            mask = masks.additive(masks.build("lm", input_ids, None, attention_mask), x.dtype)  # (B|1, 1, T, T)
+            mask = masks.additive(masks.build("lm", x, None, attention_mask), x.dtype)  # (B|1, 1, T, T)
             states, x = self._blocks(x, mask, output_hidden_states)
         else:
             T = input_ids.shape[1] if inputs_embeds is None else inputs_embeds.shape[1]
@@ -84,7 +84,8 @@ class Decoder(nn.Module):
                 device = (input_ids if inputs_embeds is None else inputs_embeds).device
                 position_ids = torch.arange(cache.length, cache.length + T, device=device)[None]  # (1, T)
             x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, H)
-            mask = cache.causal_mask(T, attention_mask, x.dtype, x.device)  # (B|1, 1, T, L + T) or None
+            mask = masks.additive(masks.build("lm", x, None, attention_mask, past=cache.length, state=cache.state),
+                                  x.dtype)  # (B|1, 1, T, L + T) or None
             with cache.step(self.blocks, T):
                 states, x = self._blocks(x, mask, output_hidden_states)
         if self.final_norm is not None:
