@@ -410,22 +410,67 @@ class _Mrc(_Recipe):
         return write_cmrc2018(path, predictions)
 
 
+class _SpanHead:
+    """GlobalPointer: a score for every (type, start, end), trained with multilabel cross-entropy."""
+
+    name = "globalpointer"
+
+    def build(self, encoder: nn.Module, types: int, cfg: ClueConfig) -> nn.Module:
+        return SpanModel(encoder, types, cfg.head_size)
+
+    def targets(self, spans: list, types: int, T: int) -> dict[str, torch.Tensor]:
+        return {"targets": span_targets(spans, types, T)}
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["span_mask"])
+        B, K = scores.shape[:2]
+        loss = multilabel_categorical_crossentropy(batch["targets"].view(B * K, -1), scores.view(B * K, -1),
+                                                   reduction="sum")
+        return loss, batch["targets"].new_tensor(B * K)
+
+    def decode(self, model: nn.Module, inputs: list, span_mask: torch.Tensor, types: list[str]) -> list[list]:
+        found = decode_spans(model(*inputs, span_mask).cpu())
+        return [[(h, s, e) for h, s, e, _ in items] for items in found]
+
+
+class _CrfHead:
+    """BIO tags under a linear-chain CRF (bert4keras' CLUENER CRF baseline)."""
+
+    name = "crf"
+
+    def build(self, encoder: nn.Module, types: int, cfg: ClueConfig) -> nn.Module:
+        return CrfTagger(encoder, 1 + 2 * types)
+
+    def targets(self, spans: list, types: int, T: int) -> dict[str, torch.Tensor]:
+        return {"tags": torch.tensor([encode_bio(s, T) for s in spans])}
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        emissions = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        nll = _module(model).crf(emissions, batch["tags"], batch["attention_mask"])
+        return nll.sum(), batch["tags"].new_tensor(len(nll))
+
+    def decode(self, model: nn.Module, inputs: list, span_mask: torch.Tensor, types: list[str]) -> list[list]:
+        paths = _module(model).crf.decode(model(*inputs), inputs[2])
+        return [decode_bio(p, types) for p in paths]
+
+
+NER_HEADS = {head.name: head for head in (_SpanHead(), _CrfHead())}
+
+
 class _Ner(_Recipe):
     """CLUENER: token spans from a GlobalPointer (a score per type, start, end) or BIO tags under a CRF."""
 
     def __init__(self, spec, tokenizer, cfg, max_length, device, train, dev) -> None:
         super().__init__(spec, tokenizer, cfg, max_length, device, train, dev)
-        if cfg.ner_head not in ("globalpointer", "crf"):
-            raise ValueError(f"ner_head must be 'globalpointer' or 'crf', found {cfg.ner_head!r}")
+        if cfg.ner_head not in NER_HEADS:
+            raise ValueError(f"ner_head must be one of {', '.join(NER_HEADS)}, found {cfg.ner_head!r}")
+        self.head = NER_HEADS[cfg.ner_head]  # chosen once: build, targets, loss and decoding follow it
         self.types = sorted({k for ex in list(train) + list(dev) for _, _, k in ex.entities})
         if not self.types:
             raise ValueError(f"{spec.name}: the training data has no entities")
 
     def build(self, path: Path) -> nn.Module:
-        encoder = from_pretrained(path)
-        if self.cfg.ner_head == "crf":
-            return CrfTagger(encoder, 1 + 2 * len(self.types))
-        return SpanModel(encoder, len(self.types), self.cfg.head_size)
+        return self.head.build(from_pretrained(path), len(self.types), self.cfg)
 
     def collate(self, examples: list) -> dict:
         enc = self.tokenizer([ex.text for ex in examples], max_length=self.max_length, return_offsets=True)
@@ -436,23 +481,11 @@ class _Ner(_Recipe):
         known = set(self.types)
         spans = [chars_to_tokens([e for e in ex.entities if e[2] in known], offsets[b].tolist(), self.types)
                  for b, ex in enumerate(examples)]
-        T = enc["input_ids"].shape[1]
-        if self.cfg.ner_head == "crf":
-            batch["tags"] = torch.tensor([encode_bio(s, T) for s in spans])
-        else:
-            batch["targets"] = span_targets(spans, len(self.types), T)
+        batch.update(self.head.targets(spans, len(self.types), enc["input_ids"].shape[1]))
         return batch
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.ner_head == "crf":
-            emissions = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-            nll = _module(model).crf(emissions, batch["tags"], batch["attention_mask"])
-            return nll.sum(), batch["tags"].new_tensor(len(nll))
-        scores = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["span_mask"])
-        B, K = scores.shape[:2]
-        loss = multilabel_categorical_crossentropy(batch["targets"].view(B * K, -1), scores.view(B * K, -1),
-                                                   reduction="sum")
-        return loss, batch["targets"].new_tensor(B * K)
+        return self.head.loss(model, batch)
 
     def predict(self, model: nn.Module, examples: list) -> list[list]:
         out = []
@@ -460,12 +493,7 @@ class _Ner(_Recipe):
             for chunk in _chunks(examples, self.cfg.eval_batch_size):
                 batch = self.collate(chunk)
                 inputs = [batch[k].to(self.device) for k in ("input_ids", "token_type_ids", "attention_mask")]
-                if self.cfg.ner_head == "crf":
-                    paths = _module(model).crf.decode(model(*inputs), inputs[2])
-                    spans = [decode_bio(p, self.types) for p in paths]
-                else:
-                    found = decode_spans(model(*inputs, batch["span_mask"].to(self.device)).cpu())
-                    spans = [[(h, s, e) for h, s, e, _ in items] for items in found]
+                spans = self.head.decode(model, inputs, batch["span_mask"].to(self.device), self.types)
                 for b, s in enumerate(spans):
                     out.append(sorted(set(tokens_to_chars(s, batch["offsets"][b].tolist(), self.types))))
         return out
@@ -477,7 +505,7 @@ class _Ner(_Recipe):
         return write_cluener(path, examples, predictions)
 
     def metadata(self) -> dict:
-        return {"types": self.types, "head": self.cfg.ner_head}
+        return {"types": self.types, "head": self.head.name}
 
 
 def _module(model: nn.Module) -> nn.Module:
