@@ -325,6 +325,17 @@ def test_call_truncation_is_transformers_longest_first(tiny):
         assert_parity(tiny, hf, ["a b c", "a b c d e f g h"], ["d e f g", "i"], max_length=max_length)
 
 
+def test_a_truncating_call_does_not_truncate_later_calls(tiny):
+    """The engine keeps truncation as state; a __call__(max_length=4) once left it set, and every
+    later encode / tokenize / rematch was cut to 4 tokens (found by tests/test_fuzz_tokenizers.py)."""
+    text = "a b c d e f"
+    assert tiny(text, max_length=4)["input_ids"].tolist() == [[2, 5, 6, 3]]
+    assert tiny.encode(text) == ([2, 5, 6, 7, 8, 9, 10, 3], [0] * 8)
+    assert tiny.tokenize(text) == ["[CLS]", "a", "b", "c", "d", "e", "f", "[SEP]"]
+    assert tiny.rematch(text, tiny.tokenize(text)) == [[], [0], [2], [4], [6], [8], [10], []]
+    assert tiny(text)["input_ids"].tolist() == [[2, 5, 6, 7, 8, 9, 10, 3]]
+
+
 def test_rematch_hand_computed(tiny):
     text = "Héllo WORLD"
     tokens = tiny.tokenize(text)
