@@ -153,6 +153,75 @@ class PromptEmbeddings(nn.Module):
         return embeds.scatter(1, positions[..., None].expand(B, n, D), table)
 
 
+class MaskedSlots:
+    """How an MLM scores a label word: the word's k tokens replace k [MASK]s in the input, the
+    head is read at those positions, and labels whose words share a length share one pass."""
+
+    separator = True  # [CLS] ... [SEP], as the MLM was trained
+
+    @staticmethod
+    def head(model: nn.Module) -> nn.Module | None:
+        return getattr(model, "mlm", None)
+
+    @staticmethod
+    def check(pattern: Pattern, tokenizer) -> int:
+        mask_id = getattr(tokenizer, "mask_token_id", None)
+        if mask_id is None:
+            raise ValueError("the tokenizer has no mask token: PET over an MLM needs one")
+        return mask_id
+
+    @staticmethod
+    def groups(word_ids: list[list[int]]) -> list[tuple[list[int], torch.Tensor]]:
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(word_ids):
+            by_length.setdefault(len(w), []).append(i)
+        return [(idx, torch.tensor([word_ids[i] for i in idx])) for idx in by_length.values()]
+
+    @staticmethod
+    def slot(words: torch.Tensor, mask_id: int | None) -> list[int]:
+        return [mask_id] * words.shape[1]
+
+    @staticmethod
+    def read_at(slots: torch.Tensor) -> torch.Tensor:
+        return slots
+
+
+class NextTokenSlots:
+    """How a causal LM scores a label word: the word is appended after the pattern (so {mask}
+    must end it), one pass per label, and token i is read at the position before it,
+    log p(w_i | pattern, w_<i)."""
+
+    separator = False
+
+    @staticmethod
+    def head(model: nn.Module) -> nn.Module | None:
+        return getattr(model, "lm_head", None)
+
+    @staticmethod
+    def check(pattern: Pattern, tokenizer) -> None:
+        if pattern.parts[-1][0] != "mask":
+            raise ValueError(f"pattern {pattern.template!r}: a causal LM predicts the label word after the "
+                             "pattern, so {mask} must end it")
+        return None
+
+    @staticmethod
+    def groups(word_ids: list[list[int]]) -> list[tuple[list[int], torch.Tensor]]:
+        return [([i], torch.tensor([w])) for i, w in enumerate(word_ids)]
+
+    @staticmethod
+    def slot(words: torch.Tensor, mask_id: int | None) -> list[int]:
+        return words[0].tolist()
+
+    @staticmethod
+    def read_at(slots: torch.Tensor) -> torch.Tensor:
+        return slots - 1
+
+
+def slot_scorer(model: nn.Module) -> MaskedSlots | NextTokenSlots:
+    """NextTokenSlots for a model built causal (application "lm": GPT, GPT-2), else MaskedSlots."""
+    return NextTokenSlots() if getattr(model, "application", "encoder") == "lm" else MaskedSlots()
+
+
 class PromptClassifier(nn.Module):
     """A pattern and a verbalizer over an MLM (BERT-like, built with_mlm) or a causal LM.
 
@@ -168,9 +237,8 @@ class PromptClassifier(nn.Module):
         self.model, self.tokenizer = model, tokenizer
         self.pattern = Pattern(pattern) if isinstance(pattern, str) else pattern
         self.verbalizer, self.max_length = verbalizer, max_length
-        self.causal = getattr(model, "application", "encoder") == "lm"
-        head = getattr(model, "lm_head", None) if self.causal else getattr(model, "mlm", None)
-        if head is None:
+        self.slots = slot_scorer(model)  # chosen once: masked slots for an MLM, next-token slots for a causal LM
+        if self.slots.head(model) is None:
             raise ValueError("PromptClassifier needs the language-model head: load the model with with_mlm=True")
         n = self.pattern.num_prompts
         if n and prompts is None:
@@ -179,13 +247,7 @@ class PromptClassifier(nn.Module):
             raise ValueError(f"pattern {self.pattern.template!r} has {n} {{p}} slots; the prompt table has "
                              f"{prompts.weight.shape[0]} rows")
         self.prompts = prompts
-        if self.causal and self.pattern.parts[-1][0] != "mask":
-            raise ValueError(f"pattern {self.pattern.template!r}: a causal LM predicts the label word after the "
-                             "pattern, so {mask} must end it")
-        mask_id = getattr(tokenizer, "mask_token_id", None)
-        if not self.causal and mask_id is None:
-            raise ValueError("the tokenizer has no mask token: PET over an MLM needs one")
-        self.mask_id = mask_id
+        self.mask_id = self.slots.check(self.pattern, tokenizer)
         self.word_ids = [piece_ids(tokenizer, w) for w in verbalizer.words.values()]
         for label, ids in zip(verbalizer.labels, self.word_ids):
             if not ids:
@@ -201,18 +263,13 @@ class PromptClassifier(nn.Module):
     def _groups(self) -> list[tuple[list[int], torch.Tensor]]:
         """(label indices, their word ids (L_g, k)) per forward pass: one pass per word length for
         an MLM, one per label for a causal LM (each label's word is appended as input)."""
-        if self.causal:
-            return [([i], torch.tensor([w])) for i, w in enumerate(self.word_ids)]
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(self.word_ids):
-            by_length.setdefault(len(w), []).append(i)
-        return [(idx, torch.tensor([self.word_ids[i] for i in idx])) for idx in by_length.values()]
+        return self.slots.groups(self.word_ids)
 
     def _row(self, text: str, pair: str | None, slot: list[int]) -> tuple[list[int], list[int], list[int], list[int]]:
         """(ids, slot positions, prompt positions, positions of the text's own tokens) of one example."""
         tok = self.tokenizer
         cls = getattr(tok, "cls_token_id", None)
-        sep = None if self.causal else getattr(tok, "sep_token_id", None)
+        sep = getattr(tok, "sep_token_id", None) if self.slots.separator else None
         a = piece_ids(tok, text)
         b = piece_ids(tok, pair) if pair is not None else []
         if self.pattern.has_pair and pair is None:
@@ -254,8 +311,7 @@ class PromptClassifier(nn.Module):
         pad = getattr(self.tokenizer, "pad_token_id", 0) or 0
         groups = []
         for idx, words in self._groups()[:1] if first_group_only else self._groups():
-            k = words.shape[1]
-            slot = words[0].tolist() if self.causal else [self.mask_id] * k
+            slot = self.slots.slot(words, self.mask_id)
             rows = [self._row(t, pairs[i] if pairs is not None else None, slot) for i, t in enumerate(texts)]
             T = max(len(r[0]) for r in rows)
             input_ids = torch.full((len(rows), T), pad, dtype=torch.long)
@@ -287,8 +343,7 @@ class PromptClassifier(nn.Module):
             embeds = None
             if self.prompts is not None:
                 embeds = self.prompts.splice(self.model.embeddings.token(ids), g["prompts"])
-            # a causal LM predicts token i of the word at the position before it
-            at = g["slots"] - 1 if self.causal else g["slots"]  # (B, k)
+            at = self.slots.read_at(g["slots"])  # (B, k): where the head predicts each word token
             logits = self.model(ids, attention_mask=g["attention_mask"], inputs_embeds=embeds, logits_at=at).logits
             logp = logits.float().log_softmax(-1)  # (B, k, V)
             words = g["words"].to(ids.device)  # (L_g, k)
