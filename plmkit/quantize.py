@@ -95,7 +95,7 @@ def _head_converters() -> dict[type, object]:
         heads.TiedLMHead: lambda m: Int8Head(Int8Linear(_weight_linear(m.embedding[0].weight)),
                                              dense=Int8Linear(m.dense) if m.dense is not None else None,
                                              dropout=m.dropout),
-        encoder_decoder.TiedLMHead: lambda m: _TiedByCall(m.scale),
+        encoder_decoder.TokenTableHead: lambda m: _TiedByCall(m.scale),
         encoder_decoder.LMHead: lambda m: Int8Head(Int8Linear(m), scale=m.scale),
     }
 

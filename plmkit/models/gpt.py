@@ -23,7 +23,8 @@ from ..convert.namemap import Rule
 from ..modules.attention import SelfAttention
 from ..modules.feedforward import FeedForward
 from ..modules.positions import LearnedPositions
-from ..modules.prenorm import Decoder, PreNormBlock
+from ..modules.blocks import PreNormBlock
+from ..modules.prenorm import Decoder
 from . import Family
 from .bert import init_weights, post_norm_block, tf_layer_rules
 

@@ -27,10 +27,10 @@ from ..convert.namemap import Rule
 from ..modules.attention import SelfAttention
 from ..modules.cross_attention import CrossAttention
 from ..modules.embeddings import Embeddings
-from ..modules.encoder_decoder import EncoderDecoder, LMHead, PreNormDecoderBlock, Stack, TiedLMHead
+from ..modules.encoder_decoder import EncoderDecoder, LMHead, PreNormDecoderBlock, Stack, TokenTableHead
 from ..modules.feedforward import FeedForward, GatedFeedForward
 from ..modules.norms import RMSNorm
-from ..modules.prenorm import PreNormBlock
+from ..modules.blocks import PreNormBlock
 from ..modules.relative_bias import RelativePositionBias
 from . import Family
 
@@ -125,7 +125,7 @@ def build_t5(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = F
             for _ in range(o["num_decoder_layers"])),
         _norm(c), relative_bias=_relative_bias(c, o, bidirectional=False), dropout=c.dropout)
     scale = c.hidden_size ** -0.5 if o["scale_decoder_outputs"] else 1.0
-    head = TiedLMHead(scale=scale) if o["tie_word_embeddings"] else LMHead(c.hidden_size, c.vocab_size, scale=scale)
+    head = TokenTableHead(scale=scale) if o["tie_word_embeddings"] else LMHead(c.hidden_size, c.vocab_size, scale=scale)
     model = EncoderDecoder(c, embeddings, encoder, decoder, head)
     return init_weights(model, o["initializer_factor"])
 

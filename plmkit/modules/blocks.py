@@ -24,6 +24,25 @@ class PostNormBlock(nn.Module):
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
+class PreNormBlock(nn.Module):
+    """GPT-2's arrangement (Radford et al. 2019; arXiv:2002.04745 on why it trains stably):
+
+        x ─► attn_norm ─► attn ─► dropout ─► (+x) ─► h ─► ffn_norm ─► ffn ─► dropout ─► (+h)
+    """
+
+    def __init__(self, attn: nn.Module, ffn: nn.Module, attn_norm: nn.Module, ffn_norm: nn.Module,
+                 dropout: float) -> None:
+        super().__init__()
+        self.attn_norm, self.attn = attn_norm, attn
+        self.ffn_norm, self.ffn = ffn_norm, ffn
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                position_bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask, position_bias))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
 class SharedBlocks(nn.Module):
     """One block applied `times` times (ALBERT's cross-layer sharing): one copy of the weights."""
 

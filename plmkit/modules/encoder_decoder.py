@@ -6,7 +6,7 @@
                                            causal self-attn, cross-attn over memory ◄──────┘, ffn)
                                        ─► norm ─► lm_head ─► logits
 
-(PreNormBlock is modules.prenorm's, the block GPT-2 uses.)
+(PreNormBlock is modules.blocks', the block GPT-2 uses.)
 
 A Stack computes its score bias (e.g. T5's relative buckets) once per forward and adds it to
 the attention mask, so every layer reads the same tensor. `encode` and `decode` are separate
@@ -93,7 +93,7 @@ class Stack(nn.Module):
         return self.dropout(self.norm(x))
 
 
-class TiedLMHead(nn.Module):
+class TokenTableHead(nn.Module):
     """Logits through the input token table: (hidden * scale) @ tokensᵀ.
 
     T5.1.0 scales the decoder output by d_model^-0.5 before the tied projection (mesh

@@ -1,4 +1,4 @@
-"""Pre-norm blocks and the decoder-only stack GPT-style language models share.
+"""The decoder-only stack GPT-style language models share (its blocks are in modules.blocks).
 
     ids ─► embeddings ─► L × block (causal mask ∧ padding) ─► [final norm] ─► [LM head] ─► logits (B, T, V)
 
@@ -13,25 +13,6 @@ from torch import nn
 from . import masks
 from .attention import KVCache
 from .encoder import ModelOutput, head_input
-
-
-class PreNormBlock(nn.Module):
-    """GPT-2's arrangement (Radford et al. 2019; arXiv:2002.04745 on why it trains stably):
-
-        x ─► attn_norm ─► attn ─► dropout ─► (+x) ─► h ─► ffn_norm ─► ffn ─► dropout ─► (+h)
-    """
-
-    def __init__(self, attn: nn.Module, ffn: nn.Module, attn_norm: nn.Module, ffn_norm: nn.Module,
-                 dropout: float) -> None:
-        super().__init__()
-        self.attn_norm, self.attn = attn_norm, attn
-        self.ffn_norm, self.ffn = ffn_norm, ffn
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                position_bias: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.attn_norm(x), mask, position_bias))
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
