@@ -101,7 +101,7 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
             if not isinstance(row, dict):
                 raise DataError(f"{path}: line {n}: expected a JSON object, found {type(row).__name__}")
             if _SURROGATE_ESCAPE.search(line):
-                row, k = _replace_in(row)
+                row, k = replace_surrogates_in(row)
                 replaced += k
                 first = first or (n if k else 0)
             yield n, row
@@ -112,17 +112,17 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
                            path, replaced, first)
 
 
-def _replace_in(value):
+def replace_surrogates_in(value):
     """``value`` (a JSON value or a list of fields) with surrogates replaced in every string, and the count."""
     if isinstance(value, str):
         return replace_surrogates(value)
     if isinstance(value, list):
-        pairs = [_replace_in(v) for v in value]
+        pairs = [replace_surrogates_in(v) for v in value]
         return [v for v, _ in pairs], sum(k for _, k in pairs)
     if isinstance(value, dict):
         out, total = {}, 0
         for key, v in value.items():
-            (key, k1), (v, k2) = replace_surrogates(key), _replace_in(v)
+            (key, k1), (v, k2) = replace_surrogates(key), replace_surrogates_in(v)
             out[key] = v
             total += k1 + k2
         return out, total

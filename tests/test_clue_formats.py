@@ -211,3 +211,18 @@ def test_wsc_pronoun_before_its_referent(tmp_path):
     path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
     ex = read_classification(get_task("cluewsc2020"), path, labelled=False)[0]
     assert (ex.id, ex.text, ex.label) == (0, "[它]很可爱，这只_猫_是我的。", None)
+
+
+def test_whole_file_json_replaces_lone_surrogates(tmp_path, caplog):
+    """C3 / CHID / CMRC are whole-file JSON: half an emoji becomes U+FFFD as in JSONL rows, with a warning."""
+    import logging
+
+    from plmkit.tasks.clue import read_c3
+
+    path = tmp_path / "d-train.json"
+    path.write_text('[[["\\u7537\\ud83d\\u5973"], [{"question": "q", "choice": ["a", "b"], "answer": "a"}], "x"]]',
+                    encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        examples = read_c3(path)
+    assert "\ufffd" in examples[0].passage and "\ud83d" not in examples[0].passage
+    assert "replaced 1 lone" in caplog.text

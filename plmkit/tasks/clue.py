@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..convert.files import atomic_write
-from ..data import DataError, iter_rows
+from ..data import DataError, iter_rows, replace_surrogates_in
 from .cloze import ChidBlank
 from .mrc import MrcExample
 from .ner import NerExample
@@ -202,9 +202,13 @@ def _load_json(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    data, replaced = replace_surrogates_in(data)  # as data.iter_rows does for JSONL: half characters -> U+FFFD
+    if replaced:
+        logger.warning("%s: replaced %d lone UTF-16 surrogate(s) (half a character) with U+FFFD", path, replaced)
+    return data
 
 
 def read_c3(path: str | Path, labelled: bool = True) -> list[ChoiceExample]:
