@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -55,10 +54,15 @@ def _safetensors_get(path: Path, name: str) -> torch.Tensor:
         raise CheckpointError(f"cannot read tensor {name!r} from {path}: {e}") from None
 
 
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(magic)) == magic
+
+
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
     # torch >= 1.6 writes a zip archive, which torch can memory-map; releases saved by older torch
     # (or with _use_new_zipfile_serialization=False) use the legacy stream format, which it cannot.
-    legacy = path.is_file() and not zipfile.is_zipfile(path)
+    legacy = path.is_file() and not _starts_with(path, b"PK\x03\x04")  # as torch.serialization tells them apart
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=not legacy)
     except Exception as e:

@@ -480,7 +480,7 @@ def _object_graph_full_names(blob: bytes, where: str) -> dict[str, str]:
                 key = fields.get(3, b"").decode("utf-8")
                 if full and key and fields.get(1, b"") == b"VARIABLE_VALUE":
                     out[full] = key
-    except TFFormatError as exc:
+    except (TFFormatError, UnicodeDecodeError) as exc:
         raise TFCheckpointError(f"{where}: {OBJECT_GRAPH_KEY}: {exc}") from exc
     return out
 
