@@ -79,8 +79,8 @@ def open_checkpoint(path: str | Path, model: str | None = None, config: str | Pa
         weights = open_hf_weights(directory)
         prefix = _best_prefix(family, cfg, weights)
         size = sum(p.stat().st_size for p in set(weights.names.values()))
-        return CheckpointSource(family, cfg, weights, weights.get, lambda c: family.hf_rules(c, prefix),
-                                weights.description, directory, "hf", size, d)
+        return _plausible(CheckpointSource(family, cfg, weights, weights.get, lambda c: family.hf_rules(c, prefix),
+                                           weights.description, directory, "hf", size, d))
     if path.name.endswith(".index") or any(directory.glob("*.index")) or Path(str(path) + ".index").exists():
         from .convert.tensorflow import TFCheckpointReader, data_filename
 
@@ -95,10 +95,18 @@ def open_checkpoint(path: str | Path, model: str | None = None, config: str | Pa
         names = dict.fromkeys(reader.keys())
         shards = reader.header.num_shards
         size = sum(os.path.getsize(data_filename(reader.prefix, i, shards)) for i in range(shards))
-        return CheckpointSource(family, cfg, names, reader.get_torch, lambda c: family.tf_rules(c, names),
-                                reader.prefix, directory, "tf", size, d)
+        return _plausible(CheckpointSource(family, cfg, names, reader.get_torch, lambda c: family.tf_rules(c, names),
+                                           reader.prefix, directory, "tf", size, d))
     raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
                             "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
+
+
+def _plausible(source: CheckpointSource) -> CheckpointSource:
+    """Refuse at once a config asking for more layers than the file has tensors, whatever is allowed later:
+    building them (for info, convert or a load that allows missing tensors) would take minutes."""
+    if any(n > len(source.names) for n in _layer_counts(source.config).values()):
+        _check_layer_counts(source, source.config, allow_missing=False, allow_unexpected=True)
+    return source
 
 
 def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: bool = False, with_pool: bool = False,
@@ -175,7 +183,8 @@ def _tf_config_path(directory: Path, explicit: str | Path | None) -> Path:
         return found[0]
     passed = [f.name for f in others if f not in found]
     raise FileNotFoundError(
-        f"{directory}: no config file beside the TensorFlow checkpoint (the model's): looked for {', '.join(_TF_CONFIGS)}, "
+        f"{directory}: no config file beside the TensorFlow checkpoint (the model's): looked for "
+        f"{', '.join(_TF_CONFIGS)}, "
         f"or one other *config*.json stating the model's size ({' / '.join(_SIZE_FIELDS)})"
         + (f"; found several: {[f.name for f in found]}" if found else "")
         + (f"; not model configs: {passed}" if passed else "") + "; pass config=...")
@@ -199,7 +208,8 @@ def _tf_family(config_path: Path, d: dict[str, Any], model: str | None) -> Famil
 # the config field that counts each stack, and the names config files give that field.
 _LAYER_NAME = re.compile(r"^(|encoder\.|decoder\.)blocks\.(\d+)\.")
 _LAYER_FIELDS = {"": "num_layers", "encoder.": "num_layers", "decoder.": "num_decoder_layers"}
-_FILE_FIELDS = {"num_layers": ("num_hidden_layers", "num_layers", "n_layer"), "num_decoder_layers": ("num_decoder_layers",)}
+_FILE_FIELDS = {"num_layers": ("num_hidden_layers", "num_layers", "n_layer"),
+                "num_decoder_layers": ("num_decoder_layers",)}
 
 
 def _layer_counts(config: ModelConfig) -> dict[str, int]:

@@ -223,3 +223,20 @@ def test_tf_dir_with_one_other_model_config_uses_it(tmp_path):
     expected = json.loads((FIXTURES / "bert" / "bert_config.json").read_text())
     assert model.config.source.endswith("chinese_bert_config.json")
     assert model.config.num_layers == expected["num_hidden_layers"]
+
+
+def test_absurd_layer_count_fails_fast_even_when_gaps_are_allowed(hf_bert, tmp_path):
+    """info / convert / allow_missing=True would otherwise build a million layers before reporting them missing."""
+    from plmkit.convert.convert import convert
+    directory, _ = hf_bert
+    _set_config(directory / "config.json", num_hidden_layers=1_000_000)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="'num_hidden_layers' is 1000000"):
+        plmkit.from_pretrained(directory, allow_missing=True)
+    with pytest.raises(ConfigError, match="'num_hidden_layers' is 1000000"):
+        convert(directory, tmp_path / "out", to="tf", progress=False)
+    assert time.perf_counter() - start < 3.0 and not (tmp_path / "out").exists()
+    # a small gap stays allowed: the missing layer is built fresh and reported
+    _set_config(directory / "config.json", num_hidden_layers=3)
+    model = plmkit.from_pretrained(directory, allow_missing=True)
+    assert any(n.startswith("blocks.2.") for n in model.load_report.missing)
