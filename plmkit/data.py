@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .tokenizers.text import replace_surrogates
+from .tokenizers.text import decode_utf8, replace_surrogates
 
 logger = logging.getLogger("plmkit.data")
 
@@ -61,13 +61,7 @@ def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
     fmt = fmt or _format_of(path)
     if fmt not in ("jsonl", "csv", "tsv", "text"):
         raise ValueError(f"fmt must be 'jsonl', 'csv', 'tsv' or 'text', found {fmt!r}")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: bytes that are not UTF-8 at byte offset {e.start} "
-                        f"({raw[e.start:e.start + 4]!r}); re-encode the file as UTF-8") from None
+    text = decode_utf8(path.read_bytes(), str(path), error=DataError)
     if fmt == "text":
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():

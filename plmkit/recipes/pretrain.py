@@ -25,6 +25,7 @@ from ..models import build_model
 from ..modules.attention import SelfAttention
 from ..pretrained import from_pretrained, save_pretrained
 from ..tokenizers import WordPieceTokenizer, load_tokenizer
+from ..tokenizers.text import decode_utf8
 from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
 
 logger = logging.getLogger("plmkit.pretrain")
@@ -112,14 +113,7 @@ def read_corpus(files: Sequence[str | Path], exclude: Iterable[str] = ()) -> lis
         path = Path(f)
         if not path.exists():
             raise FileNotFoundError(f"corpus file {path} does not exist")
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[:e.start].count(b"\n") + 1
-            raise DataError(f"corpus file {path}: line {line}: bytes that are not UTF-8 "
-                            f"at byte offset {e.start} ({raw[e.start:e.start + 4]!r}); re-encode the file as "
-                            "UTF-8") from None
+        text = decode_utf8(path.read_bytes(), f"corpus file {path}", error=DataError)
         for n, line in enumerate(text.splitlines(), 1):
             if exclude and " ".join(line.split()) in exclude:
                 continue

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 logger = logging.getLogger("plmkit.text")
 
@@ -71,3 +71,16 @@ def clean_texts(texts: Sequence[str], where: str, name: str | None = "texts") ->
 def clean_text(text: str, where: str) -> str:
     """One text with surrogates replaced, warning if any were."""
     return clean_texts([text], where, None)[0]
+
+
+def decode_utf8(raw: bytes, source: str, *, error: type[Exception] = ValueError, bom: bool = True,
+                hint: str = "re-encode the file as UTF-8", where: Callable[[int], str] = "line {}".format) -> str:
+    """``raw`` decoded as UTF-8 (a leading BOM dropped when ``bom``); undecodable bytes raise ``error``
+    naming ``source``, the line (as ``where(line)`` puts it), the byte offset and the bytes
+    found: the one message every reader gives."""
+    try:
+        return raw.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise error(f"{source}: {where(line)}: bytes that are not UTF-8 at byte offset {e.start} "
+                    f"({raw[e.start:e.start + 4]!r}); {hint}") from None

@@ -7,6 +7,8 @@ import os
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from .text import decode_utf8
+
 #: Special tokens kept first, in this order, when a vocabulary is simplified (bert4keras's choice).
 DEFAULT_KEEP_FIRST = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -42,14 +44,9 @@ def is_punctuation_char(ch: str) -> bool:
 def read_vocab_file(path: str | os.PathLike) -> list[str]:
     """Read a WordPiece vocab.txt: one token per line, the line number is the id."""
     with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"vocabulary file {os.fspath(path)!r}: line {line} (token id {line - 1}): bytes that are "
-                         f"not UTF-8 at byte offset {e.start} ({raw[e.start:e.start + 4]!r}); a vocab.txt must be "
-                         "UTF-8, one token per line") from None
+        text = decode_utf8(f.read(), f"vocabulary file {os.fspath(path)!r}", bom=False,
+                           where=lambda line: f"line {line} (token id {line - 1})",
+                           hint="a vocab.txt must be UTF-8, one token per line")
     # Universal newlines, as text mode reads: files written on Windows give the same tokens.
     tokens = io.StringIO(text, newline=None).read().split("\n")
     if tokens and tokens[-1] == "":
