@@ -157,3 +157,28 @@ def test_tiny_run_with_the_default_precision_records_it(tmp_path):
     about = json.loads((model_dir / "pretrain.json").read_text())
     assert about["steps"] == 3 and about["precision"] == resolve_precision("auto") and about["device"] == "cpu"
     assert plmkit.from_pretrained(model_dir, with_mlm=True).config.vocab_size == plmkit.load_tokenizer(model_dir).vocab_size
+
+
+def test_resuming_with_another_corpus_is_refused(tmp_path):
+    """A killed run's directory resumes only with the corpus and settings it started with (issue 28)."""
+    import pytest
+
+    from plmkit.training.checkpoint import ResumeError
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["今天/t  天气/n  很/d  好/a", "我们/r  去/v  公园/n  散步/v"] * 40), encoding="utf-8")
+    cfg = PretrainConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=24, max_position=32,
+                         max_length=16, vocab_min_count=1, batch_size=8, steps=4, stop_after=2, precision="fp32")
+    pretrain([corpus], tmp_path / "out", cfg, progress=False)
+    checkpoint = (tmp_path / "out" / "run" / "checkpoint.pt").read_bytes()
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text(encoding="utf-8").replace("公园", "学校"), encoding="utf-8")
+    with pytest.raises(ResumeError, match="corpus") as err:
+        pretrain([other], tmp_path / "out", cfg, progress=False)
+    assert "--restart" in str(err.value)
+    assert (tmp_path / "out" / "run" / "checkpoint.pt").read_bytes() == checkpoint  # nothing was touched
+    cfg.stop_after = 0
+    model_dir = pretrain([corpus], tmp_path / "out", cfg, progress=False)  # the same command still resumes
+    assert json.loads((model_dir / "pretrain.json").read_text())["steps"] == 4
+    model_dir = pretrain([other], tmp_path / "out", cfg, progress=False, resume=False)  # --restart: allowed
+    assert json.loads((model_dir / "pretrain.json").read_text())["steps"] == 4

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -27,6 +28,7 @@ from ..pretrained import from_pretrained, save_pretrained
 from ..tokenizers import WordPieceTokenizer, load_tokenizer
 from ..tokenizers.text import decode_utf8
 from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from ..training.checkpoint import check_run_identity, file_digest
 
 logger = logging.getLogger("plmkit.pretrain")
 _TAGGED = re.compile(r"^(\S+)/[A-Za-z]+$")
@@ -276,6 +278,14 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                              num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                              intermediate_size=cfg.intermediate_size, max_position=cfg.max_position, type_vocab_size=2)
         model = build_model(config, with_mlm=True, with_pool=True)
+    # resume only the run that started here (same corpus, exclusions and settings); a restart records itself
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("stop_after", "device", "precision")}
+    excluded = hashlib.sha256("\n".join(sorted(exclude)).encode("utf-8", "surrogatepass")).hexdigest()
+    if not resume:
+        (out / "run" / "run.json").unlink(missing_ok=True)
+    check_run_identity(out / "run", {"corpus": [[str(f), file_digest(f)] for f in corpus],
+                                     "excluded_texts": excluded, "config": settings},
+                       fresh=f"remove {out} (or pass --restart)")
     out.mkdir(parents=True, exist_ok=True)
     if new_vocab:
         tokenizer.save(out)
