@@ -85,7 +85,9 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
     replaced, first = 0, 0
     try:
-        for n, line in enumerate(text.splitlines(), 1):
+        # lines end at "\n" only: JSON strings may hold U+2028, U+0085 and friends raw, which
+        # str.splitlines would break a row at (and line numbers would stop matching `wc -l`)
+        for n, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:

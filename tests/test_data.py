@@ -163,3 +163,18 @@ def test_text_format_reads_lines(tmp_path):
         list(iter_rows(p, "text"))
     with pytest.raises(ValueError, match="fmt must be"):
         list(iter_rows(p, "xml"))
+
+
+def test_jsonl_rows_may_hold_raw_line_separators(tmp_path):
+    """U+2028 / U+0085 are legal raw inside JSON strings; a row holding them is one row, and line
+    numbers count "\\n" as `wc -l` does."""
+    from plmkit.data import read_examples
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "a\u2028b", "label": "1"}\r\n{"text": "c\u0085d", "label": "0"}\n'
+                    '{"text": "e", "label": null}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="line 3"):
+        read_examples(path)
+    path.write_text('{"text": "a\u2028b", "label": "1"}\r\n{"text": "c\u0085d", "label": "0"}\n', encoding="utf-8")
+    data = read_examples(path)
+    assert data.texts == ["a\u2028b", "c\u0085d"] and data.labels == ["1", "0"]
