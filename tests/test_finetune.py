@@ -185,7 +185,8 @@ def test_finetune_with_rdrop_learns_the_toy_task(setup):
 
 
 def test_dropout_option_sets_hidden_dropout_only_and_is_saved(setup):
-    from plmkit.recipes.finetune import Batches, set_hidden_dropout
+    from plmkit.recipes.finetune import Batches
+    from plmkit.training import set_hidden_dropout
 
     tmp, files = setup
     model = plmkit.from_pretrained(tmp / "base", num_labels=2).train()

@@ -97,7 +97,7 @@ def test_init_continues_from_a_model_with_its_vocabulary(tmp_path):
 
 
 def test_set_dropout_zero_makes_training_mode_match_eval_mode():
-    from plmkit.recipes.pretrain import set_dropout
+    from plmkit.training import set_dropout
 
     config = plmkit.ModelConfig(family="bert", vocab_size=30, hidden_size=16, num_layers=2, num_heads=2,
                                 intermediate_size=24, max_position=32, dropout=0.3, attention_dropout=0.3)

@@ -27,9 +27,9 @@ from ..data import DataError, Examples, encode_labels, iter_rows, label_index, r
 from ..hardware import PRECISIONS, resolve_device, resolve_precision
 from ..pretrained import from_pretrained, inference_options, save_pretrained
 from ..tokenizers import load_tokenizer
-from ..training import EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to, warmup_linear
+from ..training import (EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to,
+                        set_hidden_dropout, warmup_linear)
 from ..training.checkpoint import ResumeError, check_run_identity, file_digest, load_checkpoint
-from .pretrain import set_dropout
 
 logger = logging.getLogger("plmkit.finetune")
 
@@ -124,15 +124,6 @@ def _rows(data: Examples, labels: list[int] | None) -> list[tuple]:
 def _longest_first(rows: Sequence[tuple]) -> list[int]:
     """Row indices by decreasing text length: evaluation batches of similar lengths carry little padding."""
     return sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + len(rows[i][1] or "")))
-
-
-def set_hidden_dropout(model: torch.nn.Module, p: float) -> None:
-    """Every hidden-state dropout (embeddings, blocks, classifier) of `model` to `p`, recorded in its config
-    (HF: hidden_dropout_prob). Attention dropout is left alone."""
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout: expected 0 <= p < 1, found {p}")
-    set_dropout(model, p, attention=False)
-    model.config.dropout = p
 
 
 def classification_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:

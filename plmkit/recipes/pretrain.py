@@ -23,11 +23,10 @@ from ..convert.files import save_json
 from ..data import SPECIALS, DataError, build_char_vocab, mask_tokens
 from ..hardware import PRECISIONS, resolve_device
 from ..models import build_model
-from ..modules.attention import SelfAttention
 from ..pretrained import from_pretrained, save_pretrained
 from ..tokenizers import WordPieceTokenizer, load_tokenizer
 from ..tokenizers.text import decode_utf8
-from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from ..training import Trainer, build_optimizer, lambda_scheduler, set_dropout, warmup_linear
 from ..training.checkpoint import check_run_identity, file_digest
 
 logger = logging.getLogger("plmkit.pretrain")
@@ -182,21 +181,6 @@ class MLMBatches:
         positions, targets = masked_positions(labels)
         return {"input_ids": masked, "attention_mask": (ids != self.pad).long(), "labels": labels,
                 "positions": positions, "targets": targets}
-
-
-def set_dropout(model: torch.nn.Module, p: float, *, attention: bool = True) -> None:
-    """Every dropout of the model (hidden, and attention unless `attention` is False) to `p`,
-    leaving its config alone.
-
-    A short pretraining run on a small corpus learns faster without dropout (Geiping and
-    Goldstein, "Cramming", 2022), and without attention dropout the attention runs as one fused
-    kernel instead of materialising (B, heads, T, T) masks of random numbers (about a third of a
-    step at 32 x 256 on this CPU)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = p
-        elif attention and isinstance(m, SelfAttention):
-            m.dropout = p
 
 
 def stack_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.Module:

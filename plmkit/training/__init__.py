@@ -24,6 +24,7 @@ from .distributed import (
     is_distributed,
     is_main_process,
 )
+from .dropout import set_dropout, set_hidden_dropout
 from .ema import EMA
 from .logs import MetricsLogger, ProgressBar, plot_curves, read_metrics
 from .loop import Trainer, move_to
@@ -35,7 +36,7 @@ __all__ = [
     "Trainer", "move_to", "LengthGroupedBatches",
     "build_optimizer", "default_layer_of", "model_layer_of", "Lookahead",
     "warmup_linear", "warmup_cosine", "piecewise_linear", "constant", "lambda_scheduler",
-    "EMA", "FGM",
+    "EMA", "FGM", "set_dropout", "set_hidden_dropout",
     "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng",
     "DistInfo", "init_distributed", "cleanup_distributed", "distributed_loader",
     "get_rank", "get_world_size", "is_distributed", "is_main_process",
