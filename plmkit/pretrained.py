@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from .config import ConfigError, ModelConfig, read_json
-from .convert.files import open_hf_weights, save_json, save_safetensors
 from .convert.namemap import CheckpointError, LoadReport, apply_map, invert_map, is_training_state
+from .convert.tensor_files import open_hf_weights, save_safetensors
+from .files import save_json
 from .models import Family, family_for_hf_type, get_family
 
 

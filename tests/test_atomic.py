@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from plmkit.convert.atomic import atomic_write
+from plmkit.files import atomic_write
 
 
 def test_file_appears_whole_with_the_umask_permissions(tmp_path):

@@ -23,8 +23,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from plmkit.config import ConfigError  # noqa: E402
-from plmkit.convert.files import open_hf_weights  # noqa: E402
 from plmkit.convert.namemap import CheckpointError  # noqa: E402
+from plmkit.convert.tensor_files import open_hf_weights  # noqa: E402
 from plmkit.convert.tensorflow import TFCheckpointError, TFCheckpointReader  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tf"

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..pretrained import CheckpointSource, load_source, open_checkpoint
-from .atomic import atomic_write
+from ..files import atomic_write
 from .namemap import LoadReport
 
 # a source at least this large (bytes on disk) shows a progress bar unless progress=False

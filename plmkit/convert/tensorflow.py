@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
+from ..files import atomic_write
 from . import crc32c
-from .atomic import atomic_write
 from .tf_bundle import (
     DT_BFLOAT16,
     DT_STRING,

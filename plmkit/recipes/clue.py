@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..convert.files import atomic_write, save_json
+from ..files import atomic_write, save_json
 from ..hardware import resolve_device, resolve_precision
 from ..losses import multilabel_categorical_crossentropy
 from ..modules.linear import Linear

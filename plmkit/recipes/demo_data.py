@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..convert.files import atomic_write
+from ..files import atomic_write
 
 SPLITS = ("train", "valid", "test")
 

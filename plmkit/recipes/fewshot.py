@@ -26,8 +26,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..convert.files import save_json
 from ..data import Examples, encode_labels, mask_tokens, read_examples
+from ..files import save_json
 from ..pretrained import load_source, open_checkpoint, save_pretrained
 from ..tasks.pet import (PROMPTS_FILE, Pattern, PromptClassifier, PromptEmbeddings, Verbalizer,
                          classifier_from_config, load_prompts, prompt_config, prompt_loss, read_prompt_config,

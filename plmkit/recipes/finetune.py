@@ -22,8 +22,8 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..convert.files import atomic_write, save_json
 from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
+from ..files import atomic_write, save_json
 from ..hardware import PRECISIONS, resolve_device, resolve_precision
 from ..pretrained import from_pretrained, inference_options, save_pretrained
 from ..tokenizers import load_tokenizer

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..convert.files import save_json
 from ..data import SPECIALS, DataError, build_char_vocab, mask_tokens
+from ..files import save_json
 from ..hardware import PRECISIONS, resolve_device
 from ..models import build_model
 from ..pretrained import from_pretrained, save_pretrained

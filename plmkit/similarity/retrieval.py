@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..convert.files import save_json, save_safetensors
+from ..convert.tensor_files import save_safetensors
+from ..files import save_json
 
 logger = logging.getLogger("plmkit.similarity")
 

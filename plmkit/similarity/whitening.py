@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..convert.files import save_safetensors
+from ..convert.tensor_files import save_safetensors
 
 FORMAT = "plmkit.whitening/1"
 

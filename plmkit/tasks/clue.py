@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..convert.files import atomic_write
 from ..data import DataError, iter_rows, replace_surrogates_in
+from ..files import atomic_write
 from .cloze import ChidBlank
 from .mrc import MrcExample
 from .ner import NerExample

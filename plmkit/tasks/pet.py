@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..convert.files import atomic_write, save_json
+from ..files import atomic_write, save_json
 
 __all__ = ["Pattern", "Verbalizer", "PromptEmbeddings", "PromptClassifier", "prompt_loss", "save_prompts",
            "load_prompts", "prompt_config", "classifier_from_config", "PROMPTS_FILE", "PROMPT_CONFIG"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..files import read_json_object
 from .vocab import simplify_vocab
-from .wordpiece import CONFIG_FILE, VOCAB_FILE, WordPieceTokenizer, read_json_object
+from .wordpiece import CONFIG_FILE, VOCAB_FILE, WordPieceTokenizer
 
 __all__ = ["WordPieceTokenizer", "load_tokenizer", "simplify_vocab"]
 

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import read_json_object
 from .text import clean_text, clean_texts
-from .wordpiece import _one_length, batch_inputs, bert4keras_lengths, read_json_object  # shared by both tokenizers
+from .wordpiece import _one_length, batch_inputs, bert4keras_lengths  # shared by both tokenizers
 
 SPIECE_FILE = "spiece.model"
 CONFIG_FILE = "tokenizer_config.json"

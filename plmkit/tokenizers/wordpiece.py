@@ -374,23 +374,6 @@ class WordPieceTokenizer:
                 f"vocab_file={self.vocab_file!r})")
 
 
-def read_json_object(path: str) -> dict[str, Any]:
-    """A JSON file that must hold an object (tokenizer and model configs); errors name the file."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}: line {line}: bytes that are not UTF-8 at byte offset {e.start} "
-                         f"({raw[e.start:e.start + 4]!r}); a JSON config must be UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
-    return data
-
-
 def batch_inputs(texts, pairs, padding, max_length: int | None, n_special: int,
                  where: str = "tokenizer") -> tuple[list[str], list[str] | None]:
     """The checked (texts, pairs) of a batch call, lone surrogates replaced (see .text), shared by both tokenizers."""

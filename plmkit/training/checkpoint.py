@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..convert.atomic import atomic_write
+from ..files import atomic_write
 
 __all__ = ["ResumeError", "file_digest", "check_run_identity", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng"]
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..convert.atomic import atomic_write
+from ..files import atomic_write
 
 __all__ = ["ProgressBar", "MetricsLogger", "read_metrics", "truncate_metrics", "plot_curves"]
 

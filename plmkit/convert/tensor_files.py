@@ -7,9 +7,8 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
+from ..files import atomic_write
 from .namemap import CheckpointError
-
-from .atomic import atomic_write  # noqa: F401  (re-exported: plmkit.convert.files.atomic_write)
 
 
 class TensorSource:
@@ -142,7 +141,3 @@ def _shared_ptrs(tensors: Mapping[str, torch.Tensor]) -> set[int]:
         (shared if p in seen else seen).add(p)
     return shared
 
-
-def save_json(obj: object, path: Path) -> None:
-    """Write JSON atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))
