@@ -17,7 +17,7 @@ def _default_model() -> Path:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Family, sizes, parameter count and tensor coverage of a checkpoint; or what the hardware is and implies."""
-    from plmkit.convert.convert import available_heads
+    from plmkit.conversion import available_heads
     from plmkit.pretrained import load_source, open_checkpoint
 
     if args.hardware:
@@ -186,7 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint between Hugging Face and original TensorFlow formats."""
-    from plmkit.convert.convert import convert
+    from plmkit.conversion import convert
 
     report = convert(args.src, args.dst, to=args.to, model=args.model, config=args.config)
     print(report.summary())

@@ -54,7 +54,7 @@ def test_curves_trimmed_metrics_and_copied_tokenizer_files_get_the_umask_permiss
 
     pytest.importorskip("matplotlib")
     import plmkit
-    from plmkit.convert.convert import _copy_tokenizer
+    from plmkit.conversion import _copy_tokenizer
     from plmkit.tokenizers import WordPieceTokenizer
     from plmkit.training.logs import plot_curves, truncate_metrics
 

@@ -227,7 +227,7 @@ def test_tf_dir_with_one_other_model_config_uses_it(tmp_path):
 
 def test_absurd_layer_count_fails_fast_even_when_gaps_are_allowed(hf_bert, tmp_path):
     """info / convert / allow_missing=True would otherwise build a million layers before reporting them missing."""
-    from plmkit.convert.convert import convert
+    from plmkit.conversion import convert
     directory, _ = hf_bert
     _set_config(directory / "config.json", num_hidden_layers=1_000_000)
     start = time.perf_counter()

@@ -570,7 +570,7 @@ def test_cdial_gpt_names_match_transformers(tmp_path):
 # ---- convert ------------------------------------------------------------------------------------
 
 def test_convert_tf_to_hf_keeps_every_head_and_the_tokenizer(tmp_path):
-    from plmkit.convert.convert import convert
+    from plmkit.conversion import convert
 
     report = convert(FIXTURES / "albert_google", tmp_path / "hf", to="hf", progress=False)
     assert report.heads == {"with_pool": True, "with_nsp": True, "with_mlm": True}
@@ -586,7 +586,7 @@ def test_convert_tf_to_hf_keeps_every_head_and_the_tokenizer(tmp_path):
 
 
 def test_convert_mt5_keeps_bfloat16(tmp_path):
-    from plmkit.convert.convert import convert
+    from plmkit.conversion import convert
 
     report = convert(FIXTURES / "mt5", tmp_path / "hf", to="hf", model="mt5.1.1", progress=False)
     assert report.dtype == torch.bfloat16 and len(report.load.skipped_state) == len(training_state(tf_values("mt5")))
@@ -600,7 +600,7 @@ def test_convert_mt5_keeps_bfloat16(tmp_path):
 
 
 def test_convert_hf_to_tf_writes_release_names(tmp_path):
-    from plmkit.convert.convert import convert
+    from plmkit.conversion import convert
 
     cfg = transformers.ElectraConfig(vocab_size=40, embedding_size=8, hidden_size=12, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=20, max_position_embeddings=20)
@@ -625,7 +625,7 @@ def test_convert_hf_to_tf_writes_release_names(tmp_path):
 
 
 def test_convert_progress_bar_and_errors(tmp_path, monkeypatch, capsys):
-    from plmkit.convert import convert as module
+    from plmkit import conversion as module
 
     monkeypatch.setattr(module, "PROGRESS_MIN_BYTES", 0)
     module.convert(FIXTURES / "cdial_gpt", tmp_path / "a", to="hf", model="gpt")

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from ..pretrained import CheckpointSource, load_source, open_checkpoint
-from ..files import atomic_write
-from .namemap import LoadReport
+from .convert.namemap import LoadReport
+from .files import atomic_write
+from .pretrained import CheckpointSource, load_source, open_checkpoint, save_pretrained
 
 # a source at least this large (bytes on disk) shows a progress bar unless progress=False
 PROGRESS_MIN_BYTES = 64 * 2**20
@@ -102,8 +102,6 @@ def convert(src: str | Path, dst: str | Path, to: str = "hf", model: str | None 
     in the report. Floating tensors keep the source's storage precision (bfloat16 mT5 stays
     bfloat16) unless `dtype` says otherwise. Tokenizer files beside the source are copied.
     """
-    from ..pretrained import save_pretrained
-
     if to not in ("hf", "tf"):
         raise ValueError(f"to must be 'hf' or 'tf', found {to!r}")
     source = open_checkpoint(src, model, config)
@@ -113,7 +111,7 @@ def convert(src: str | Path, dst: str | Path, to: str = "hf", model: str | None 
         cfg = cfg.replace(extra={**cfg.extra, "labels": [f"LABEL_{i}" for i in range(heads["num_labels"])]})
     options = {k: v for k, v in heads.items() if k != "num_labels"}
 
-    from ..training.logs import ProgressBar
+    from .training.logs import ProgressBar
 
     with torch.device("meta"):
         ours = set(source.family.build(cfg, **options).state_dict())
