@@ -321,7 +321,6 @@ def load_source(source: CheckpointSource, options: dict[str, Any], *, keep_token
         fresh = family.build(config, **options).state_dict()
         state.update({k: fresh[k] for k in report.missing})
     model.load_state_dict({k: v.to(ours[k].dtype) for k, v in state.items()}, strict=True, assign=True)
-    _tie_heads(model)
     if dtype is not None:
         model.to(dtype)
     model.load_report = report
@@ -348,13 +347,6 @@ def _save_tf(model: nn.Module, family: Family, out: Path, dtype: torch.dtype | N
     if tokenizer is not None:
         tokenizer.save(out)
     return out
-
-
-def _tie_heads(model: nn.Module) -> None:
-    """After assign-loading, point tied heads at the (new) token embedding module again."""
-    mlm = getattr(model, "mlm", None)
-    if mlm is not None and hasattr(mlm, "embedding"):
-        mlm.embedding = [model.embeddings.token]
 
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")

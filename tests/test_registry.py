@@ -49,3 +49,44 @@ def test_family_map_covers_real_size_on_meta(name):
     ours = set(model.state_dict())
     mapped = {r.ours for r in rules}
     assert ours <= mapped, f"unmapped: {sorted(ours - mapped)[:5]}"
+
+
+def _tied_heads(model):
+    """Heads that hold the token embedding module (hidden from the module tree) instead of a weight of their own."""
+    return [m for m in model.modules() if isinstance(getattr(m, "embedding", None), list)]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_loaded_tied_heads_read_the_loaded_token_table(name, tmp_path):
+    """load_state_dict(assign=True) replaces parameters, not modules: a head tied to the token embedding
+    module reads the loaded table itself, with no re-tying after loading."""
+    family = get_family(name)
+    cfg = family.tiny()
+    options = {"with_mlm": True}
+    try:
+        with torch.device("meta"):
+            family.build(cfg, **options)
+    except (TypeError, ValueError):  # no MLM head (GPT's tied LM head is built by default)
+        options = {}
+    torch.manual_seed(0)
+    plmkit.save_pretrained(family.build(cfg, **options).eval(), tmp_path)
+    model = plmkit.from_pretrained(tmp_path, model=name, **options)
+    heads = _tied_heads(model)
+    if name in ("bert", "gpt2", "roformer_v2"):  # MLMHead, GPT-2's and RoFormer-v2's TiedLMHead
+        assert heads
+    if not heads:
+        pytest.skip(f"{name}: no head tied to the token embedding module")
+    table = dict(model.named_parameters())["embeddings.token.weight"]
+    assert table.device.type == "cpu"  # loaded, not the meta tensor the model was built with
+    (head,) = heads
+    assert head.embedding[0] is model.embeddings.token
+    assert head.embedding[0].weight is table and head.embedding[0].weight.data_ptr() == table.data_ptr()
+    hidden = torch.randn(2, 3, cfg.hidden_size)
+    t = cfg.vocab_size - 1
+    with torch.no_grad():
+        before = head(hidden)
+        table[t] = 0  # change the model's token table in place: the head's logit for t is its bias alone
+        after = head(hidden)
+    bias = head.bias[t] if getattr(head, "bias", None) is not None else torch.tensor(0.0)
+    assert torch.equal(after[..., :t], before[..., :t])
+    assert torch.equal(after[..., t], bias.expand_as(after[..., t])) and not torch.equal(after, before)
