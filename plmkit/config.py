@@ -126,10 +126,6 @@ def labels_from_hf(d: dict[str, Any], source: str) -> list[str] | None:
         raise ConfigError(f"{source}: 'id2label' must cover ids 0..{len(id2label) - 1}; missing {e}") from None
 
 
-# HF model_type -> our family name, for the families whose builders exist.
-HF_MODEL_TYPES = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta"}
-
-
 def read_json(path: str | Path) -> dict[str, Any]:
     """Read a JSON object, with errors that name the file."""
     path = Path(path)
@@ -143,15 +139,3 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
 
-
-def config_from_hf(path: str | Path, family: str | None = None) -> ModelConfig:
-    """Read an HF config.json; `family` overrides its model_type."""
-    d = read_json(path)
-    if family is None:
-        model_type = d.get("model_type")
-        if model_type is None:
-            raise ConfigError(f"{path}: no 'model_type' field; pass model=... to name the family")
-        if model_type not in HF_MODEL_TYPES:
-            raise ConfigError(f"{path}: model_type {model_type!r} is not supported; known: {sorted(HF_MODEL_TYPES)}")
-        family = HF_MODEL_TYPES[model_type]
-    return config_from_bert_dict(d, family, source=str(path))

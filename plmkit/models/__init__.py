@@ -53,9 +53,6 @@ REGISTRY: dict[str, str] = {
     "albert_unshared": "plmkit.models.albert",
     "electra": "plmkit.models.electra",
 }
-# families whose modules are being written; registered when their module lands
-PLANNED: dict[str, str] = {
-}
 
 
 def get_family(name: str) -> Family:

@@ -518,7 +518,7 @@ def tiny_config(family: str = "t5.1.0") -> ModelConfig:
                               "relative_attention_max_distance": 20})
 
 
-def _family(name: str, hf_model_types: tuple[str, ...], detect: bool = False) -> Family:
+def _family(name: str, hf_model_types: tuple[str, ...]) -> Family:
     # a file loaded without model= is routed by pretrained._hf_family through extras["family_from_hf"],
     # so every name can insist on its own FFN shape
     return Family(
@@ -533,7 +533,7 @@ def _family(name: str, hf_model_types: tuple[str, ...], detect: bool = False) ->
 
 
 FAMILIES = {
-    "t5.1.0": _family("t5.1.0", ("t5",), detect=True),
-    "t5.1.1": _family("t5.1.1", (), detect=False),
-    "mt5.1.1": _family("mt5.1.1", ("mt5",), detect=False),
+    "t5.1.0": _family("t5.1.0", ("t5",)),
+    "t5.1.1": _family("t5.1.1", ()),
+    "mt5.1.1": _family("mt5.1.1", ("mt5",)),
 }
