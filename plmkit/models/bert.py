@@ -9,7 +9,7 @@ BERT: arXiv:1810.04805. RoBERTa (arXiv:1907.11692) differs only in its position 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
 
@@ -25,7 +25,8 @@ from ..modules.positions import LearnedPositions, PaddingAwarePositions
 from . import Family
 
 
-def _norm(config: ModelConfig, dim: int | None = None) -> nn.LayerNorm:
+def layer_norm(config: ModelConfig, dim: int | None = None) -> nn.LayerNorm:
+    """The LayerNorm of a BERT-like model over `dim` features (default hidden_size), with the config's epsilon."""
     return nn.LayerNorm(dim or config.hidden_size, eps=config.layer_norm_eps)
 
 
@@ -34,7 +35,7 @@ def post_norm_block(config: ModelConfig, attn: nn.Module | None = None) -> PostN
     c = config
     attn = attn or SelfAttention(c.hidden_size, c.num_heads, c.head_size, dropout=c.attention_dropout)
     return PostNormBlock(attn, FeedForward(c.hidden_size, c.intermediate_size, c.hidden_act),
-                         _norm(c), _norm(c), c.dropout)
+                         layer_norm(c), layer_norm(c), c.dropout)
 
 
 def init_weights(model: nn.Module, std: float) -> nn.Module:
@@ -67,11 +68,11 @@ def build_bert(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool =
     if positions is None:
         positions = LearnedPositions(c.max_position, dim)
     embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size, positions=positions,
-                            norm=_norm(c, dim), dropout=c.dropout,
+                            norm=layer_norm(c, dim), dropout=c.dropout,
                             project_to=c.hidden_size if c.embedding_size else None)
     blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers))
     pooler = Pooler(c.hidden_size) if with_pool or with_nsp or num_labels else None
-    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, _norm(c, dim)) if with_mlm else None
+    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, layer_norm(c, dim)) if with_mlm else None
     nsp = NSPHead(c.hidden_size) if with_nsp else None
     classifier = Classifier(c.hidden_size, num_labels, c.dropout) if num_labels else None
     model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp,
@@ -201,7 +202,7 @@ TF_ACTIVATION_NAMES = {"gelu_tanh": "gelu", "gelu_new": "gelu", "gelu": "gelu_er
 
 def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> bert_config.json (the inverse of config_from_tf)."""
-    d = _config_to_hf("bert", [])(c)
+    d = hf_config_writer("bert", [])(c)
     for key in ("model_type", "architectures", "layer_norm_eps", "pad_token_id", "id2label", "label2id"):
         d.pop(key, None)
     d["hidden_act"] = TF_ACTIVATION_NAMES.get(c.hidden_act, c.hidden_act)
@@ -233,7 +234,8 @@ def hf_encoder_fields(c: ModelConfig) -> dict[str, Any]:
     }
 
 
-def _config_to_hf(model_type: str, architectures: list[str]):
+def hf_config_writer(model_type: str, architectures: list[str]) -> Callable[[ModelConfig], dict[str, Any]]:
+    """The writer of a BERT-like transformers config.json of `model_type` (class labels included)."""
     def convert(c: ModelConfig) -> dict[str, Any]:
         labels = c.extra.get("labels")
         label_fields = {"id2label": {str(i): n for i, n in enumerate(labels)},
@@ -242,7 +244,8 @@ def _config_to_hf(model_type: str, architectures: list[str]):
     return convert
 
 
-def _hf_architecture(base: str):
+def hf_architecture_namer(base: str) -> Callable[[nn.Module], str]:
+    """The transformers class name for an encoder's heads: {base}ForSequenceClassification / ForPreTraining / ..."""
     def name(model: nn.Module) -> str:
         if model.classifier is not None:
             return f"{base}ForSequenceClassification"
@@ -262,17 +265,17 @@ FAMILIES = {
     "bert": Family(
         name="bert", build=build_bert,
         config_from_hf=lambda d, src: config_from_bert_dict(d, "bert", src),
-        config_to_hf=_config_to_hf("bert", ["BertForPreTraining"]),
+        config_to_hf=hf_config_writer("bert", ["BertForPreTraining"]),
         hf_model_types=("bert",), hf_rules=hf_rules, hf_prefixes=("bert.", ""),
-        hf_architecture=_hf_architecture("Bert"), tiny=tiny_config,
+        hf_architecture=hf_architecture_namer("Bert"), tiny=tiny_config,
         tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
     ),
     "roberta": Family(
         name="roberta", build=build_roberta,
         config_from_hf=lambda d, src: config_from_bert_dict(d, "roberta", src),
-        config_to_hf=_config_to_hf("roberta", ["RobertaForMaskedLM"]),
+        config_to_hf=hf_config_writer("roberta", ["RobertaForMaskedLM"]),
         hf_model_types=("roberta", "xlm-roberta"), hf_rules=roberta_hf_rules, hf_prefixes=("roberta.", ""),
-        hf_architecture=_hf_architecture("Roberta"), tiny=lambda: tiny_config("roberta"),
+        hf_architecture=hf_architecture_namer("Roberta"), tiny=lambda: tiny_config("roberta"),
         # chinese_roberta_wwm_ext ships BERT-format TF checkpoints: load those with model="bert"
     ),
 }

@@ -42,13 +42,13 @@ def build_nezha(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool 
                          f"({c.hidden_size}), found {c.embedding_size}")
     relative = FunctionalRelativePositions(c.head_size, max_relative_position(c))  # one fixed table for all layers
     embeddings = Embeddings(c.vocab_size, c.hidden_size, type_vocab_size=c.type_vocab_size, positions=None,
-                            norm=bert._norm(c), dropout=c.dropout)
+                            norm=bert.layer_norm(c), dropout=c.dropout)
     blocks = nn.ModuleList(
         bert.post_norm_block(c, RelativeSelfAttention(c.hidden_size, c.num_heads, c.head_size, relative=relative,
                                                       dropout=c.attention_dropout))
         for _ in range(c.num_layers))
     pooler = Pooler(c.hidden_size) if with_pool or with_nsp else None
-    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, bert._norm(c)) if with_mlm else None
+    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, bert.layer_norm(c)) if with_mlm else None
     nsp = NSPHead(c.hidden_size) if with_nsp else None
     model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp)
     return bert.init_weights(model, c.initializer_range)
@@ -68,7 +68,7 @@ def config_from_hf(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> a NezhaConfig dict (transformers 4.x)."""
-    d = bert._config_to_hf("nezha", ["NezhaForPreTraining"])(c)
+    d = bert.hf_config_writer("nezha", ["NezhaForPreTraining"])(c)
     d["max_relative_position"] = max_relative_position(c)
     return d
 
@@ -114,7 +114,7 @@ FAMILIES = {
     "nezha": Family(
         name="nezha", build=build_nezha, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
         hf_model_types=("nezha",), hf_rules=hf_rules, hf_prefixes=("nezha.", "bert.", ""),
-        hf_architecture=bert._hf_architecture("Nezha"), tiny=tiny_config,
+        hf_architecture=bert.hf_architecture_namer("Nezha"), tiny=tiny_config,
         tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
         tf_config_file="bert_config.json", tf_checkpoint_name="model.ckpt",
     ),

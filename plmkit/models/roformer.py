@@ -102,14 +102,14 @@ def build_roformer(config: ModelConfig, *, with_mlm: bool = False, with_pool: bo
     c, rotary = rotary_positions(config, rotary_dims, grid_width)  # parameter-free: one module serves every layer
     dim = c.embedding_size or c.hidden_size
     embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size, positions=None,
-                            norm=bert._norm(c, dim), dropout=c.dropout,
+                            norm=bert.layer_norm(c, dim), dropout=c.dropout,
                             project_to=c.hidden_size if c.embedding_size else None)
     blocks = nn.ModuleList(
         bert.post_norm_block(c, SelfAttention(c.hidden_size, c.num_heads, c.head_size, rotary=rotary,
                                               dropout=c.attention_dropout))
         for _ in range(c.num_layers))
     pooler = Pooler(c.hidden_size) if with_pool or with_nsp else None
-    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, bert._norm(c, dim)) if with_mlm else None
+    mlm = MLMHead(c.hidden_size, embeddings.token, c.hidden_act, bert.layer_norm(c, dim)) if with_mlm else None
     nsp = NSPHead(c.hidden_size) if with_nsp else None
     model = Encoder(c, embeddings, blocks, application=application, pooler=pooler, mlm=mlm, nsp=nsp)
     return bert.init_weights(model, c.initializer_range)
@@ -175,14 +175,14 @@ def config_from_hf_v2(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> transformers' RoFormerConfig dict."""
-    d = bert._config_to_hf("roformer", ["RoFormerForMaskedLM"])(c)
+    d = bert.hf_config_writer("roformer", ["RoFormerForMaskedLM"])(c)
     d.update(embedding_size=c.embedding_size or c.hidden_size, rotary_value=False, **_rotary_fields(c))
     return d
 
 
 def config_to_hf_v2(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> our RoFormer-v2 config.json (no transformers class reads it)."""
-    d = bert._config_to_hf("roformer_v2", ["RoFormerV2ForMaskedLM"])(c)
+    d = bert.hf_config_writer("roformer_v2", ["RoFormerV2ForMaskedLM"])(c)
     d.update(embedding_size=c.embedding_size or c.hidden_size)
     return d
 
@@ -240,7 +240,7 @@ _TF_ACT = {"gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh
 
 
 def _bert4keras_config(c: ModelConfig, family: str) -> dict[str, Any]:
-    d = bert._config_to_hf(family, [])(c)
+    d = bert.hf_config_writer(family, [])(c)
     for key in ("model_type", "architectures", "pad_token_id"):
         d.pop(key, None)
     d["hidden_act"] = _TF_ACT.get(c.hidden_act, c.hidden_act)
