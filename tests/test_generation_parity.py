@@ -6,6 +6,8 @@ the model produces often, so that rows really end at different steps. transforme
 finished beam with the end token when pad_token_id is 0 (its `pad or eos`), we with the pad
 id: tokens after a row's end are compared as "absent" on both sides.
 """
+import json
+
 import pytest
 import torch
 
@@ -88,6 +90,29 @@ def test_gpt2_matches_transformers(gpt2, padded):
         assert torch.equal(_ended(got, 7, eos), _ended(ref, 7, eos)), kw
         ended_early += int((ref[:, 7:] == eos).any(1).sum())
     assert ended_early >= 5  # the end token really ends rows, in several strategies
+
+
+def test_gpt2_ids_from_its_config_file_match_transformers(gpt2, tmp_path):
+    """No ids passed: the end id is the file's eos_token_id, and a file with no pad id pads with it."""
+    hf, _ = gpt2
+    ids, mask = _batch(97, True)
+    eos = _frequent_token(hf, ids, mask, ids.shape[1])
+    hf.config.eos_token_id, hf.config.pad_token_id = eos, None
+    hf.generation_config.eos_token_id, hf.generation_config.pad_token_id = eos, None
+    try:
+        hf.save_pretrained(tmp_path)
+        ref_greedy = hf.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False)
+        ref_beam = hf.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False, num_beams=3)
+    finally:
+        hf.config.eos_token_id, hf.config.pad_token_id = 2, 0
+        hf.generation_config.eos_token_id, hf.generation_config.pad_token_id = 2, 0
+    ours = plmkit.from_pretrained(tmp_path).eval()
+    assert json.loads((tmp_path / "config.json").read_text()).get("pad_token_id") is None
+    got_greedy = generate(ours, ids, attention_mask=mask, max_new_tokens=12)
+    got_beam = generate(ours, ids, attention_mask=mask, max_new_tokens=12, num_beams=3)
+    assert (ref_greedy[:, 7:] == eos).any()  # rows do end early, and are padded with the end id
+    assert torch.equal(got_greedy, ref_greedy)
+    assert torch.equal(got_beam, ref_beam)
 
 
 T5_VARIANTS = {

@@ -173,19 +173,25 @@ class UniLMSteps:
 
 
 def _special_ids(model: nn.Module) -> dict[str, Any]:
-    """eos / pad / decoder-start ids the model's config knows; pad None means "pad with the end token".
+    """The end, pad and decoder-start ids the model's config records; None where it records none.
 
-    T5 keeps eos and the start id in config.extra; GPT / GPT-2 keep the ids their HF config set
-    in extra["special_token_ids"] (a GPT-2 file without a pad id pads with eos, as transformers does).
+    One rule per place a config translator keeps them (arguments given to generate() win over all):
+      GPT / GPT-2   extra["special_token_ids"]: the HF file's bos / eos / pad fields as written; a
+                    GPT-2 file names no pad id, so pad is None and generate() pads with the end id,
+                    as transformers does
+      T5 / mT5      extra["eos_token_id"], extra["decoder_start_token_id"] (t5_options); pad is
+                    config.pad_token_id
+      other models  no end id; pad is config.pad_token_id
+    The decoder starts from decoder_start_token_id, else from the pad id (T5's convention).
     """
-    config = getattr(model, "config", None)
+    config = getattr(model, "config", None)  # any module with a config-like attribute, or none
     extra = getattr(config, "extra", None) or {}
-    special = extra.get("special_token_ids")
-    eos = extra.get("eos_token_id", (special or {}).get("eos_token_id"))
-    pad = special.get("pad_token_id") if special is not None else getattr(config, "pad_token_id", None)
-    # T5's convention when a config names no start token: the decoder starts from the pad token
-    start = extra.get("decoder_start_token_id", getattr(config, "pad_token_id", None))
-    return {"eos": eos, "pad": pad, "start": start}
+    pad = getattr(config, "pad_token_id", None)
+    start = extra.get("decoder_start_token_id", pad)
+    file_ids = extra.get("special_token_ids")
+    if file_ids is not None:  # GPT / GPT-2
+        return {"eos": file_ids.get("eos_token_id"), "pad": file_ids.get("pad_token_id"), "start": start}
+    return {"eos": extra.get("eos_token_id"), "pad": pad, "start": start}
 
 
 def _as_ids(value: int | Sequence[int] | None) -> tuple[int, ...]:
