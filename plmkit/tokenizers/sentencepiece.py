@@ -26,7 +26,7 @@ import torch
 
 from ..files import read_json_object
 from .text import clean_text, clean_texts
-from .wordpiece import _one_length, batch_inputs, bert4keras_lengths  # shared by both tokenizers
+from .wordpiece import batch_inputs, bert4keras_lengths, resolve_maxlen  # shared by both tokenizers
 
 SPIECE_FILE = "spiece.model"
 CONFIG_FILE = "tokenizer_config.json"
@@ -213,7 +213,7 @@ class SentencePieceTokenizer:
                max_length: int | None = None) -> tuple[list[int], list[int]]:
         """(token_ids, segment_ids) as bert4keras's ``SpTokenizer.encode``, including its truncation
         (wordpiece.bert4keras_lengths); ``max_length`` is another name for ``maxlen``."""
-        maxlen = _one_length(maxlen, max_length)
+        maxlen = resolve_maxlen(maxlen, max_length)
         first = clean_text(first, "SentencePieceTokenizer.encode (first)")
         if second is not None:
             second = clean_text(second, "SentencePieceTokenizer.encode (second)")

@@ -202,7 +202,7 @@ class WordPieceTokenizer:
         first one on a tie. (``__call__`` truncates as transformers' "longest_first", which
         splits the budget differently.)
         """
-        maxlen = _one_length(maxlen, max_length)
+        maxlen = resolve_maxlen(maxlen, max_length)
         a = self._encode_one(clean_text(first, "WordPieceTokenizer.encode (first)")).ids
         b = None
         if second is not None:
@@ -395,7 +395,7 @@ def _as_text_list(texts: str | Sequence[str], name: str, where: str) -> list[str
     return clean_texts([texts] if isinstance(texts, str) else list(texts), where, name)
 
 
-def _one_length(maxlen: int | None, max_length: int | None) -> int | None:
+def resolve_maxlen(maxlen: int | None, max_length: int | None) -> int | None:
     """``maxlen`` (bert4keras's name) or ``max_length`` (transformers'): one of them."""
     if maxlen is not None and max_length is not None and maxlen != max_length:
         raise ValueError(f"give maxlen or max_length, not both (found {maxlen} and {max_length})")
