@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "relu", "silu", "swish", "tanh", "gelu_fast", "gelu_pytorch_tanh")
 
@@ -32,9 +35,13 @@ class ModelConfig:
     layer_norm_eps: float = 1e-12
     dropout: float = 0.1
     attention_dropout: float = 0.1
-    pad_token_id: int = 0
+    pad_token_id: int | None = 0  # None: the checkpoint names no pad token (GPT-2)
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None  # where generation stops (T5: 1; GPT-2: 50256), None: no end token
+    decoder_start_token_id: int | None = None  # encoder-decoders; None: start from the pad id
     initializer_range: float = 0.02
-    extra: dict[str, Any] = field(default_factory=dict)  # family-specific numeric options
+    labels: list[str] | None = None  # class names of a fine-tuned classifier (its head's rows, in order)
+    options: Any = None  # the family's typed options (Family.options); None: the family's defaults
     source: str = "<in memory>"  # where this config came from, for error messages
 
     def __post_init__(self) -> None:
@@ -62,6 +69,19 @@ class ModelConfig:
                 raise ConfigError(f"{self.source}: field {name!r} must lie in [0, 1), found {value!r}")
         if not float(self.layer_norm_eps) > 0:
             raise ConfigError(f"{self.source}: field 'layer_norm_eps' must be > 0, found {self.layer_norm_eps!r}")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ConfigError(f"{self.source}: field {name!r} must be a token id (an integer >= 0) or null, "
+                                  f"found {value!r}")
+        if self.labels is not None and (not isinstance(self.labels, list) or not self.labels
+                                        or not all(isinstance(n, str) for n in self.labels)):
+            raise ConfigError(f"{self.source}: field 'labels' must be a non-empty list of names, found {self.labels!r}")
+        self.options = _family_options(self)
+
+    def with_options(self, **changes: Any) -> "ModelConfig":
+        """A copy whose family options have some fields changed (validated again)."""
+        return self.replace(options=dataclasses.replace(self.options, **changes))
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed (validated again)."""
@@ -70,6 +90,94 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (JSON-serialisable)."""
         return dataclasses.asdict(self)
+
+
+class FamilyOptions:
+    """Base of a family's option record (a dataclass): every field is checked against its annotation
+    (bool, int, float, str, None, Literal) when the record is made; `check` adds the family's own rules.
+    Errors name the field; ModelConfig prefixes the config's source."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _matches(value, hints[f.name]):
+                raise ConfigError(f"field {f.name!r} must be {_describe(hints[f.name])}, found {value!r}")
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields or on values (positive sizes, ...): raise ConfigError naming the field."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_args(hint):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    return {type(None): "null", bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def positive_ints(options: FamilyOptions, *names: str) -> None:
+    """Refuse a field of `names` that is set and not a positive integer (sizes, counts)."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"field {name!r} must be a positive integer, found {value!r}")
+
+
+def _family_options(config: ModelConfig) -> Any:
+    """config.options made the family's typed record: defaults for None, a record from a dict (JSON)."""
+    from .models import REGISTRY, get_family  # the registry imports this module: resolved on use
+
+    if config.family not in REGISTRY:
+        return config.options  # an unknown family fails when built, with the registry's message
+    make = get_family(config.family).options
+    given = config.options
+    if make is None:
+        if given is not None:
+            raise ConfigError(f"{config.source}: family {config.family!r} takes no options, found {given!r}")
+        return None
+    kind = type(make())
+    if isinstance(given, kind):
+        return given
+    if given is not None and not isinstance(given, dict):
+        raise ConfigError(f"{config.source}: {config.family} options must be a {kind.__name__} or a dict, "
+                          f"found {type(given).__name__}")
+    fields = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(given or {}) - fields)
+    if unknown:
+        raise ConfigError(f"{config.source}: unknown {config.family} options {unknown}; known: {sorted(fields)}")
+    try:
+        return make(**(given or {}))
+    except ConfigError as e:
+        raise ConfigError(f"{config.source}: {config.family} option {e}") from None
 
 
 # Field names of Google's bert_config.json, also used by HF config.json for BERT-like models.
@@ -107,9 +215,7 @@ def config_from_bert_dict(d: dict[str, Any], family: str, source: str = "<dict>"
         kwargs["hidden_act"] = "gelu"  # bert4keras' unambiguous name for exact GELU (what our TF export writes)
     if kwargs.get("embedding_size") == kwargs["hidden_size"]:
         kwargs["embedding_size"] = None
-    labels = labels_from_hf(d, source)
-    if labels:
-        kwargs["extra"] = {"labels": labels}
+    kwargs["labels"] = labels_from_hf(d, source)
     return ModelConfig(**kwargs)
 
 

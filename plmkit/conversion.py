@@ -75,7 +75,7 @@ def available_heads(source: CheckpointSource) -> dict[str, Any]:
                 found[option] = True
         elif len(list(built.modules())) > base_modules:  # a head with no tensors of its own (tied): nothing to lose
             found[option] = True
-    if "classifier.dense.weight" in rules and present("classifier.dense.weight") and not cfg.extra.get("labels"):
+    if "classifier.dense.weight" in rules and present("classifier.dense.weight") and not cfg.labels:
         found["num_labels"] = int(source.get(rules["classifier.dense.weight"].theirs[0]).shape[0])
     return found
 
@@ -108,7 +108,7 @@ def convert(src: str | Path, dst: str | Path, to: str = "hf", model: str | None 
     heads = available_heads(source)
     cfg = source.config
     if "num_labels" in heads:  # a TF run_classifier head: name its labels so the HF config can hold them
-        cfg = cfg.replace(extra={**cfg.extra, "labels": [f"LABEL_{i}" for i in range(heads["num_labels"])]})
+        cfg = cfg.replace(labels=[f"LABEL_{i}" for i in range(heads["num_labels"])])
     options = {k: v for k, v in heads.items() if k != "num_labels"}
 
     from .training.logs import ProgressBar

@@ -15,35 +15,44 @@ from .config import ConfigError, ModelConfig, read_json
 from .convert.namemap import CheckpointError, LoadReport, apply_map, invert_map, is_training_state
 from .convert.tensor_files import open_hf_weights, save_safetensors
 from .files import save_json
-from .models import Family, family_for_hf_type, get_family
+from .models import Family, Source, families, get_family
 
 
-def _hf_family(config_path: Path, model: str | None) -> tuple[Family, dict[str, Any]]:
-    d = read_json(config_path)
+FORMAT_NAMES = {"hf": "Hugging Face", "tf": "TensorFlow"}
+
+
+def _choose_family(fmt: str, d: dict[str, Any], names, where: Path, model: str | None) -> Family:
+    """The family named by `model`, else the one whose `fmt` source recognises the checkpoint."""
     if model is not None:
-        return get_family(model), d
-    model_type = d.get("model_type")
-    if model_type is None:
-        raise ConfigError(f"{config_path}: no 'model_type' field; pass model=... to name the family")
-    try:
-        family = family_for_hf_type(model_type)
-    except KeyError as e:
-        raise ConfigError(f"{config_path}: {e.args[0]}") from None
-    refine = family.extras.get("family_from_hf")  # one model_type, several families (T5.1.0 / T5.1.1)
-    return (get_family(refine(d)) if refine else family), d
+        family = get_family(model)
+        if fmt not in family.sources:
+            raise NotImplementedError(f"family {family.name!r} has no {FORMAT_NAMES[fmt]} name map yet")
+        return family
+    found = [f for f in families() if fmt in f.sources and f.sources[fmt].detect is not None
+             and f.sources[fmt].detect(d, names)]
+    if len(found) == 1:
+        return found[0]
+    what = f"model_type {d['model_type']!r}" if fmt == "hf" and "model_type" in d else "this checkpoint"
+    if not found:
+        readable = sorted(f.name for f in families() if fmt in f.sources)
+        raise ConfigError(f"{where}: cannot tell the model family of {what} ({FORMAT_NAMES[fmt]} format); "
+                          f"pass model=... (families reading this format: {readable})")
+    raise ConfigError(f"{where}: {what} fits several families ({[f.name for f in found]}); pass model=...")
 
 
-def _best_prefix(family: Family, config, source) -> str:
+def _best_prefix(source: Source, config, names) -> str:
     """The base-model prefix under which the file stores most of the family's tensors."""
-    capped = _capped(config, len(source) + 1)  # more layers than tensors cannot rank prefixes differently
+    if len(source.prefixes) == 1:
+        return source.prefixes[0]
+    capped = _capped(config, len(names) + 1)  # more layers than tensors cannot rank prefixes differently
 
     def hits(prefix: str) -> int:
         try:
-            rules, _ = family.hf_rules(capped or config, prefix)
+            rules, _ = source.rules(capped or config, prefix, names)
         except ConfigError:  # the family ties an option to the layer count
-            rules, _ = family.hf_rules(config, prefix)
-        return sum(all(t in source for t in r.theirs) for r in rules)
-    return max(family.hf_prefixes, key=hits)
+            rules, _ = source.rules(config, prefix, names)
+        return sum(all(t in names for t in r.theirs) for r in rules)
+    return max(source.prefixes, key=hits)
 
 
 @dataclass
@@ -75,31 +84,30 @@ def open_checkpoint(path: str | Path, model: str | None = None, config: str | Pa
         raise FileNotFoundError(f"{path} does not exist (neither a directory, a file nor a TensorFlow prefix)")
     directory = path if path.is_dir() else path.parent
     if _is_hf_dir(directory):
-        family, d = _hf_family(directory / "config.json", model)
-        cfg = family.config_from_hf(d, str(directory / "config.json"))
+        fmt, config_path = "hf", directory / "config.json"
         weights = open_hf_weights(directory)
-        prefix = _best_prefix(family, cfg, weights)
+        names, get, description = weights, weights.get, weights.description
         size = sum(p.stat().st_size for p in set(weights.names.values()))
-        return _plausible(CheckpointSource(family, cfg, weights, weights.get, lambda c: family.hf_rules(c, prefix),
-                                           weights.description, directory, "hf", size, d))
-    if path.name.endswith(".index") or any(directory.glob("*.index")) or Path(str(path) + ".index").exists():
+    elif path.name.endswith(".index") or any(directory.glob("*.index")) or Path(str(path) + ".index").exists():
         from .convert.tensorflow import TFCheckpointReader, data_filename
 
         reader = TFCheckpointReader(path)
-        directory = Path(reader.prefix).parent
+        fmt, directory = "tf", Path(reader.prefix).parent
         config_path = _tf_config_path(directory, config)
-        d = read_json(config_path)
-        family = _tf_family(config_path, d, model)
-        if family.tf_rules is None:
-            raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map yet")
-        cfg = (family.config_from_tf or family.config_from_hf)(d, str(config_path))
-        names = dict.fromkeys(reader.keys())
+        names = {k: reader.shape(k) for k in reader.keys()}  # name -> shape, in file order
+        get, description = reader.get_torch, reader.prefix
         shards = reader.header.num_shards
         size = sum(os.path.getsize(data_filename(reader.prefix, i, shards)) for i in range(shards))
-        return _plausible(CheckpointSource(family, cfg, names, reader.get_torch, lambda c: family.tf_rules(c, names),
-                                           reader.prefix, directory, "tf", size, d))
-    raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
-                            "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
+    else:
+        raise FileNotFoundError(f"{path}: found neither config.json with model.safetensors / pytorch_model.bin "
+                                "(Hugging Face format) nor a TensorFlow checkpoint (*.index)")
+    d = read_json(config_path)
+    family = _choose_family(fmt, d, names, config_path, model)
+    source = family.sources[fmt]
+    cfg = source.read_config(d, str(config_path), names)
+    prefix = _best_prefix(source, cfg, names)
+    return _plausible(CheckpointSource(family, cfg, names, get, lambda c: source.rules(c, prefix, names),
+                                       description, directory, fmt, size, d))
 
 
 def _plausible(source: CheckpointSource) -> CheckpointSource:
@@ -120,9 +128,10 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     `path` is a Hugging Face directory (config.json + safetensors / pytorch_model.bin) or an
     original TensorFlow checkpoint (a directory, a prefix or the .index file) with the
     release's config beside it (bert_config.json, albert_config.json, config.json; or name
-    it with `config=`). TensorFlow checkpoints need `model=` unless the config file says the
-    family (albert_config.json -> albert; bert_config.json -> bert, or nezha when it asks for
-    relative positions; gpt_config.json -> gpt; *generator* / *discriminator* -> electra).
+    it with `config=`). The family is the one whose source recognises the checkpoint (a Hugging Face
+    config's model_type; a TensorFlow checkpoint's variable names, with its config where the names are
+    shared: NEZHA asks for relative positions); `model=` names it where several could read the file
+    (roberta's checkpoints are bert's; albert_unshared reads albert's).
     Optimizer slots and step counters are skipped and reported.
 
     Loading is strict: a missing, unexpected, mis-shaped or mis-typed tensor (an integer tensor
@@ -153,7 +162,12 @@ def from_pretrained(path: str | Path, model: str | None = None, *, with_mlm: boo
     return model
 
 
-_TF_CONFIGS = ("bert_config.json", "albert_config.json", "config.json")
+def _tf_config_names() -> list[str]:
+    """The config file names TensorFlow releases of the registered families ship, looked for in turn."""
+    names = dict.fromkeys(f.sources["tf"].config_file for f in families() if "tf" in f.sources)
+    return sorted(names, key=lambda n: n == "config.json")  # the generic name last
+
+
 # *config*.json files that describe something else than the model (plmkit's own export writes the first)
 _NOT_MODEL_CONFIG = re.compile(r"tokeni[sz]er|generation|preprocessor|processor|feature_extractor|special_tokens|"
                                r"sentence|adapter|quantiz|peft|trainer|training|optimizer|deepspeed|accelerate")
@@ -175,7 +189,7 @@ def _tf_config_path(directory: Path, explicit: str | Path | None) -> Path:
     if explicit is not None:
         p = Path(explicit)
         return p if p.is_absolute() or p.exists() else directory / p
-    for name in _TF_CONFIGS:
+    for name in _tf_config_names():
         if (directory / name).exists():
             return directory / name
     others = sorted(directory.glob("*config*.json"))
@@ -185,24 +199,10 @@ def _tf_config_path(directory: Path, explicit: str | Path | None) -> Path:
     passed = [f.name for f in others if f not in found]
     raise FileNotFoundError(
         f"{directory}: no config file beside the TensorFlow checkpoint (the model's): looked for "
-        f"{', '.join(_TF_CONFIGS)}, "
+        f"{', '.join(_tf_config_names())}, "
         f"or one other *config*.json stating the model's size ({' / '.join(_SIZE_FIELDS)})"
         + (f"; found several: {[f.name for f in found]}" if found else "")
         + (f"; not model configs: {passed}" if passed else "") + "; pass config=...")
-
-
-def _tf_family(config_path: Path, d: dict[str, Any], model: str | None) -> Family:
-    if model is not None:
-        return get_family(model)
-    if config_path.name == "albert_config.json":
-        return get_family("albert")
-    if config_path.name == "bert_config.json":
-        return get_family("nezha" if d.get("use_relative_position") else "bert")
-    if config_path.name == "gpt_config.json":
-        return get_family("gpt")
-    if "generator" in config_path.name or "discriminator" in config_path.name:
-        return get_family("electra")
-    raise ConfigError(f"{config_path}: cannot tell the model family of this TensorFlow checkpoint; pass model=...")
 
 
 # Our own module tree numbers its layers `blocks.{i}.` (under encoder. / decoder. for encoder-decoders);
@@ -215,8 +215,8 @@ _FILE_FIELDS = {"num_layers": ("num_hidden_layers", "num_layers", "n_layer"),
 
 def _layer_counts(config: ModelConfig) -> dict[str, int]:
     counts = {"num_layers": config.num_layers}
-    if isinstance(config.extra.get("num_decoder_layers"), int):
-        counts["num_decoder_layers"] = config.extra["num_decoder_layers"]
+    if hasattr(config.options, "num_decoder_layers"):  # an encoder-decoder
+        counts["num_decoder_layers"] = config.options.num_decoder_layers or config.num_layers
     return counts
 
 
@@ -224,11 +224,11 @@ def _with_layer_counts(config: ModelConfig, counts: dict[str, int]) -> ModelConf
     """`config` with other layer counts, to look at name rules cheaply; None if the family refuses them."""
     if counts == _layer_counts(config):
         return config
-    extra = dict(config.extra)
-    if "num_decoder_layers" in counts:
-        extra["num_decoder_layers"] = counts["num_decoder_layers"]
     try:
-        return config.replace(num_layers=counts["num_layers"], extra=extra)
+        config = config.replace(num_layers=counts["num_layers"])
+        if "num_decoder_layers" in counts:
+            config = config.with_options(num_decoder_layers=counts["num_decoder_layers"])
+        return config
     except ConfigError:
         return None
 
@@ -307,8 +307,8 @@ def load_source(source: CheckpointSource, options: dict[str, Any], *, keep_token
             raise ValueError(f"keep_tokens holds ids outside the vocabulary of {config.vocab_size}: {bad[:5]}")
         config = config.replace(vocab_size=len(keep_tokens))
     _check_layer_counts(source, config, allow_missing=allow_missing, allow_unexpected=allow_unexpected)
-    if config.extra.get("labels") and "num_labels" not in options:
-        options["num_labels"] = len(config.extra["labels"])  # a fine-tuned classifier loads with its head
+    if config.labels and "num_labels" not in options:
+        options["num_labels"] = len(config.labels)  # a fine-tuned classifier loads with its head
     with torch.device("meta"):
         model = family.build(config, **options)
     rules, tied = rules_for(config)
@@ -327,26 +327,20 @@ def load_source(source: CheckpointSource, options: dict[str, Any], *, keep_token
     return model.eval()
 
 
-def _save_tf(model: nn.Module, family: Family, out: Path, dtype: torch.dtype | None, tokenizer) -> Path:
-    """An original-style TensorFlow checkpoint: the release's variable names and config file."""
+def _write_hf(tensors: dict[str, torch.Tensor], out: Path, source: Source, dtype: torch.dtype | None) -> None:
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    save_safetensors(tensors, out / source.checkpoint_name)
+
+
+def _write_tf(tensors: dict[str, torch.Tensor], out: Path, source: Source, dtype: torch.dtype | None) -> None:
     from .convert.tensorflow import write_tf_checkpoint
 
-    if family.tf_rules is None or family.config_to_tf is None:
-        raise NotImplementedError(f"family {family.name!r} has no TensorFlow name map yet")
-    config = model.config
-    rules, _ = family.tf_rules(config, None)
-    ours = model.state_dict()
-    missing = sorted(set(ours) - {r.ours for r in rules})
-    if missing:
-        raise CheckpointError(f"no TensorFlow rule writes our tensors {missing[:5]} for family {config.family!r}")
-    theirs = {k: v.detach().float().cpu() for k, v in invert_map(rules, ours).items()}
-    out.mkdir(parents=True, exist_ok=True)
     dtypes = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype) if dtype is not None else None
-    write_tf_checkpoint(out / family.tf_checkpoint_name, theirs, dtypes=dtypes)
-    save_json(family.config_to_tf(config), out / family.tf_config_file)
-    if tokenizer is not None:
-        tokenizer.save(out)
-    return out
+    write_tf_checkpoint(out / source.checkpoint_name, {k: v.float() for k, v in tensors.items()}, dtypes=dtypes)
+
+
+_WRITERS = {"hf": _write_hf, "tf": _write_tf}
 
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")
@@ -362,7 +356,9 @@ def inference_options(precision: str) -> dict[str, Any]:
 
 def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf", *, dtype: torch.dtype | None = None,
                     tokenizer=None) -> Path:
-    """Write `model` as a directory transformers (format="hf") loads back to the same outputs.
+    """Write `model` in a checkpoint format of its family: "hf", a directory transformers loads back to the
+    same outputs, or "tf", an original-style TensorFlow checkpoint with the release's variable names and
+    config file. Both go through the family's Source for that format (name map, config writer).
 
     `dtype` stores floating tensors in another precision (e.g. float16 to halve the size);
     `tokenizer` (anything with .save(dir)) is written beside the weights.
@@ -371,25 +367,26 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, format: str = "hf", *
     if getattr(model, "quantized", None):
         raise ValueError(f"save_pretrained: the model is {model.quantized}-quantised for inference; save the float "
                          "model (load it again without quantize=) and quantise after loading")
+    if format not in _WRITERS:
+        raise ValueError(f"format must be one of {', '.join(repr(f) for f in _WRITERS)}, found {format!r}")
     config = model.config
     family = get_family(config.family)
-    if format == "tf":
-        return _save_tf(model, family, out, dtype, tokenizer)
-    if format != "hf":
-        raise ValueError(f"format must be 'hf' or 'tf', found {format!r}")
-    rules, _ = family.hf_rules(config, family.hf_prefixes[0])
-    ours = {k: v for k, v in model.state_dict().items()}
-    theirs = invert_map(rules, ours)
-    if dtype is not None:
-        theirs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in theirs.items()}
+    source = family.sources.get(format)
+    if source is None:
+        raise NotImplementedError(f"family {family.name!r} has no {FORMAT_NAMES[format]} name map yet")
+    rules, _ = source.rules(config, source.prefixes[0], None)
+    ours = model.state_dict()
     missing = sorted(set(ours) - {r.ours for r in rules})
     if missing:
-        raise CheckpointError(f"no rule writes our tensors {missing[:5]} for family {config.family!r}")
-    hf = family.config_to_hf(config)
-    hf["architectures"] = [family.hf_architecture(model)]
+        raise CheckpointError(f"no {FORMAT_NAMES[format]} rule writes our tensors {missing[:5]} for family "
+                              f"{config.family!r}")
+    theirs = {k: v.detach().cpu() for k, v in invert_map(rules, ours).items()}
+    written = source.write_config(config)
+    if source.architecture is not None:
+        written["architectures"] = [source.architecture(model)]
     out.mkdir(parents=True, exist_ok=True)
-    save_safetensors(theirs, out / "model.safetensors")
-    save_json(hf, out / "config.json")
+    _WRITERS[format](theirs, out, source, dtype)
+    save_json(written, out / source.config_file)
     if tokenizer is not None:
         tokenizer.save(out)
     return out

@@ -131,7 +131,7 @@ def test_sequence_classification_parity_and_round_trip(tmp_path):
                label2id={"neg": 0, "neu": 1, "pos": 2})
     hf = _hf(transformers.BertForSequenceClassification, transformers.BertConfig, cfg, tmp_path / "hf")
     ours = plmkit.from_pretrained(tmp_path / "hf")  # the classifier head comes with the checkpoint
-    assert ours.config.extra["labels"] == ["neg", "neu", "pos"]
+    assert ours.config.labels == ["neg", "neu", "pos"]
     ids, types, mask = _batch(cfg["vocab_size"], cfg["type_vocab_size"])
     with torch.no_grad():
         ref = hf(input_ids=ids, token_type_ids=types, attention_mask=mask).logits

@@ -15,7 +15,7 @@ def _tiny(tmp_path):
     config = ModelConfig(family="bert", vocab_size=120, hidden_size=64, num_layers=2, num_heads=4,
                          intermediate_size=128, max_position=64, type_vocab_size=2)
     model = build_model(config, with_pool=True, num_labels=3).eval()
-    model.config.extra["labels"] = ["a", "b", "c"]
+    model.config.labels = ["a", "b", "c"]
     plmkit.save_pretrained(model, tmp_path / "m")
     return tmp_path / "m"
 

@@ -164,7 +164,7 @@ def test_nezha_parity_with_transformers4(oracle, name):
     model, out, keep = _ours(case, OPTIONS[name])
     ref = load_file(case["out"])
     assert model.config.family == "nezha"
-    assert model.config.extra["max_relative_position"] == case["config"].get("max_relative_position", 64)
+    assert model.config.options.max_relative_position == case["config"].get("max_relative_position", 64)
     assert model.load_report.unexpected == [] and model.load_report.missing == []
     if name == "decoder":  # padded query rows are not compared: their masks differ by convention
         assert (out.last_hidden_state - ref["hidden"])[keep].abs().max() <= 1e-5

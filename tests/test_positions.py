@@ -164,7 +164,7 @@ def test_2d_roformer_grid_width_places_tokens_row_major():
 
 def test_2d_roformer_is_kept_by_save_and_load(tmp_path):
     model = _tiny_2d(with_mlm=True)
-    assert model.config.extra["rotary_dims"] == 2
+    assert model.config.options.rotary_dims == 2
     plmkit.save_pretrained(model, tmp_path)
     back = plmkit.from_pretrained(tmp_path, with_mlm=True)
     assert back.blocks[0].attn.rotary.grid
@@ -173,7 +173,7 @@ def test_2d_roformer_is_kept_by_save_and_load(tmp_path):
     assert (_run(back, ids, types, grid) - _run(model, ids, types, grid)).abs().max() <= 1e-6
     # the saved choice can be overridden explicitly, and the rebuilt config records the override
     one_d = plmkit.from_pretrained(tmp_path, with_mlm=True, rotary_dims=1)
-    assert not one_d.blocks[0].attn.rotary.grid and "rotary_dims" not in one_d.config.extra
+    assert not one_d.blocks[0].attn.rotary.grid and one_d.config.options.rotary_dims == 1
 
 
 def test_roformer_rotary_options_are_checked():

@@ -45,7 +45,8 @@ def test_family_map_covers_real_size_on_meta(name):
                                 num_layers=12, vocab_size=21128)
     with torch.device("meta"):
         model = family.build(cfg)
-    rules, _ = family.hf_rules(cfg, family.hf_prefixes[0])
+    hf = family.sources["hf"]
+    rules, _ = hf.rules(cfg, hf.prefixes[0])
     ours = set(model.state_dict())
     mapped = {r.ours for r in rules}
     assert ours <= mapped, f"unmapped: {sorted(ours - mapped)[:5]}"

@@ -184,7 +184,7 @@ def test_family_detection_and_conflicts():
     assert family_from_hf_config({**base, "model_type": "t5", "feed_forward_proj": "gated-gelu"}) == "t5.1.1"
     assert family_from_hf_config({**base, "model_type": "mt5", "feed_forward_proj": "gated-gelu"}) == "mt5.1.1"
     c = config_from_hf({**base, "model_type": "t5", "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False})
-    assert c.hidden_act == "gelu_new" and c.extra["gated_ffn"] and not c.extra["tie_word_embeddings"]
+    assert c.hidden_act == "gelu_new" and c.options.gated_ffn and not c.options.tie_word_embeddings
     with pytest.raises(ConfigError, match="feed_forward_proj"):
         config_from_hf({**base, "model_type": "t5", "feed_forward_proj": "relu"}, "x/config.json", family="t5.1.1")
     with pytest.raises(ConfigError, match="feed_forward_proj"):

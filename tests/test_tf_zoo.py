@@ -215,7 +215,7 @@ def test_albert_zh_names_match_bert_with_the_product_table(tmp_path):
         ref = hf(input_ids=ids, token_type_ids=types, attention_mask=mask, output_hidden_states=True)
     for family in ("albert", "albert_unshared"):
         ours = plmkit.from_pretrained(FIXTURES / "albert_brightmart", model=family, with_mlm=True, with_nsp=True)
-        assert ours.config.extra["token_projection"] is True
+        assert ours.config.options.token_projection is True
         assert_state_report(ours, "albert_brightmart")
         with torch.no_grad():
             out = ours(ids, token_type_ids=types, attention_mask=mask)
@@ -310,7 +310,7 @@ def nezha_hf_dir(path: Path) -> tuple[Path, dict]:
 
 def test_nezha_names_and_round_trip(tmp_path):
     ours = plmkit.from_pretrained(FIXTURES / "nezha", with_mlm=True, with_nsp=True)  # use_relative_position: nezha
-    assert ours.config.family == "nezha" and ours.config.extra["max_relative_position"] == 8
+    assert ours.config.family == "nezha" and ours.config.options.max_relative_position == 8
     assert ours.config.hidden_act == "gelu_tanh"  # NEZHA-TensorFlow's modeling.py is BERT's
     assert_state_report(ours, "nezha")
     # the same tensors through transformers' names, read by our HF path (the oracle below checks the numbers)
@@ -634,5 +634,11 @@ def test_convert_progress_bar_and_errors(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == ""
     with pytest.raises(ValueError, match="'hf' or 'tf'"):
         module.convert(FIXTURES / "bert", tmp_path / "c", to="onnx")
+    # two configs beside the checkpoint: the discriminator's is the release name the family looks for first
+    report = module.convert(FIXTURES / "electra", tmp_path / "d", model="electra", progress=False)
+    assert report.heads == {"with_rtd": True}
+    (tmp_path / "e").mkdir()
+    for f in (FIXTURES / "electra").iterdir():
+        (tmp_path / "e" / f.name.replace("discriminator_config", "disc_config")).write_bytes(f.read_bytes())
     with pytest.raises(FileNotFoundError, match="found several"):
-        module.convert(FIXTURES / "electra", tmp_path / "d", model="electra")  # two configs: name one
+        module.convert(tmp_path / "e", tmp_path / "f", model="electra")  # no release name: say which

@@ -175,23 +175,14 @@ class UniLMSteps:
 def _special_ids(model: nn.Module) -> dict[str, Any]:
     """The end, pad and decoder-start ids the model's config records; None where it records none.
 
-    One rule per place a config translator keeps them (arguments given to generate() win over all):
-      GPT / GPT-2   extra["special_token_ids"]: the HF file's bos / eos / pad fields as written; a
-                    GPT-2 file names no pad id, so pad is None and generate() pads with the end id,
-                    as transformers does
-      T5 / mT5      extra["eos_token_id"], extra["decoder_start_token_id"] (t5_options); pad is
-                    config.pad_token_id
-      other models  no end id; pad is config.pad_token_id
-    The decoder starts from decoder_start_token_id, else from the pad id (T5's convention).
+    Arguments given to generate() win over these. A config that names no pad id (GPT-2's) pads
+    with the end id, as transformers does; the decoder starts from decoder_start_token_id, else
+    from the pad id (T5's convention).
     """
     config = getattr(model, "config", None)  # any module with a config-like attribute, or none
-    extra = getattr(config, "extra", None) or {}
     pad = getattr(config, "pad_token_id", None)
-    start = extra.get("decoder_start_token_id", pad)
-    file_ids = extra.get("special_token_ids")
-    if file_ids is not None:  # GPT / GPT-2
-        return {"eos": file_ids.get("eos_token_id"), "pad": file_ids.get("pad_token_id"), "start": start}
-    return {"eos": extra.get("eos_token_id"), "pad": pad, "start": start}
+    start = getattr(config, "decoder_start_token_id", None)
+    return {"eos": getattr(config, "eos_token_id", None), "pad": pad, "start": pad if start is None else start}
 
 
 def _as_ids(value: int | Sequence[int] | None) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""The family registry: every entry is a builder plus the maps that load and save it.
+"""The family registry: every entry is a builder, its option record and the sources (checkpoint formats)
+it loads and saves.
 
 Each family module defines a `FAMILIES` dict of `Family` records. The registry below names
 the module that holds each family; it is imported only when that family is asked for.
@@ -6,7 +7,7 @@ the module that holds each family; it is imported only when that family is asked
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
@@ -14,27 +15,52 @@ from torch import nn
 from ..config import ModelConfig
 
 
+Rules = Callable[..., tuple[list, set[str]]]  # (config, prefix, names or None) -> (name rules, ignored names)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One checkpoint format of a family: how to recognise it, read and write its config, name its tensors.
+
+    `detect(config dict, tensor names)` says whether a checkpoint is this family's (None: only when
+    named with model=); `read_config(config dict, config path, tensor names)` -> ModelConfig;
+    `write_config(ModelConfig)` -> the dict saved as `config_file`; `rules(config, prefix, names)`
+    maps our tensor names to theirs (names is None when saving). `prefixes` are the base-model
+    prefixes files may use ("bert.", ""), the first one written; `checkpoint_name` is the weights
+    file (TensorFlow: the prefix) written; `architecture(model)` the transformers class named in a
+    Hugging Face config.json.
+    """
+
+    read_config: Callable[[dict[str, Any], str, Any], ModelConfig]
+    write_config: Callable[[ModelConfig], dict[str, Any]]
+    rules: Rules
+    detect: Callable[[dict[str, Any], Any], bool] | None = None
+    config_file: str = "config.json"
+    checkpoint_name: str = "model.safetensors"
+    prefixes: tuple[str, ...] = ("",)
+    architecture: Callable[[nn.Module], str] | None = None
+
+
 @dataclass(frozen=True)
 class Family:
-    """How to build one family and how its checkpoints are named."""
+    """How to build one family, its option record and the checkpoint formats it reads and writes."""
 
     name: str
     build: Callable[..., nn.Module]  # build(config, *, with_mlm, with_pool, with_nsp, application, ...) -> model
-    config_from_hf: Callable[[dict[str, Any], str], ModelConfig] | None = None
-    config_to_hf: Callable[[ModelConfig], dict[str, Any]] | None = None
-    hf_model_types: tuple[str, ...] = ()
-    hf_rules: Callable[..., tuple[list, set[str]]] | None = None  # (config, prefix, model) -> (rules, tied names)
-    hf_prefixes: tuple[str, ...] = ("",)  # base-model prefixes their files may use ("bert.", "roberta."); first = written
-    hf_architecture: Callable[[nn.Module], str] | None = None  # the transformers class name to write in config.json
-    tiny: Callable[[], ModelConfig] | None = None  # a tiny config: the registry test builds, runs and saves it
-    # original TensorFlow checkpoints: (config, names in the file) -> (rules, ignored names); config translators
-    tf_rules: Callable[..., tuple[list, set[str]]] | None = None
-    config_from_tf: Callable[[dict[str, Any], str], ModelConfig] | None = None
-    config_to_tf: Callable[[ModelConfig], dict[str, Any]] | None = None
-    tf_config_file: str = "bert_config.json"  # the config file name releases of this family ship
-    tf_checkpoint_name: str = "bert_model.ckpt"  # the prefix save_pretrained(format="tf") writes
+    tiny: Callable[[], ModelConfig]  # a tiny config: the registry tests build, run and save it
+    sources: dict[str, Source]  # format ("hf", "tf") -> Source
+    options: Callable[..., Any] | None = None  # makes the family's option record (defaults when called bare)
     causal: bool = False  # a decoder-only LM: its LM head is built by default (no with_mlm)
-    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def model_type_is(*model_types: str) -> Callable[[dict[str, Any], Any], bool]:
+    """A detector for Hugging Face config.json files of these model_type values."""
+    return lambda d, names: d.get("model_type") in model_types
+
+
+def holds(*required: str, absent: tuple[str, ...] = ()) -> Callable[[dict[str, Any], Any], bool]:
+    """A detector on a checkpoint's tensor names: every `required` name present, no `absent` one."""
+    return lambda d, names: all(n in names for n in required) and not any(n in names for n in absent)
 
 
 # family name -> module defining it
@@ -62,14 +88,9 @@ def get_family(name: str) -> Family:
     return importlib.import_module(REGISTRY[name]).FAMILIES[name]
 
 
-def family_for_hf_type(model_type: str) -> Family:
-    """The family that reads HF config.json files of this model_type."""
-    for name in REGISTRY:
-        family = get_family(name)
-        if model_type in family.hf_model_types:
-            return family
-    raise KeyError(f"HF model_type {model_type!r} is not supported; pass model=... to name a family "
-                   f"(known: {sorted(REGISTRY)})")
+def families() -> list[Family]:
+    """Every registered family, in registry order."""
+    return [get_family(name) for name in REGISTRY]
 
 
 def build_model(config: ModelConfig, **options: Any) -> nn.Module:

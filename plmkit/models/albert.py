@@ -22,12 +22,13 @@ layer, which transformers' AlbertModel loads as it is: no fine-tuned layer is th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, ModelConfig, config_from_bert_dict
+from ..config import ConfigError, FamilyOptions, ModelConfig, config_from_bert_dict, positive_ints
 from ..convert.namemap import Rule
 from ..modules.blocks import SharedBlocks
 from ..modules.embeddings import Embeddings
@@ -35,7 +36,7 @@ from ..modules.encoder import Encoder
 from ..modules.heads import MLMHead, NSPHead, Pooler
 from ..modules.linear import Linear
 from ..modules.positions import LearnedPositions
-from . import Family
+from . import Family, Source, model_type_is
 from . import bert
 from .bert import hf_encoder_fields, init_weights, post_norm_block
 
@@ -44,9 +45,21 @@ def _norm(config: ModelConfig, dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=config.layer_norm_eps)
 
 
+@dataclass(frozen=True)
+class AlbertOptions(FamilyOptions):
+    """ALBERT's layer layout (transformers' AlbertConfig names) and albert_zh's factorisation."""
+
+    num_hidden_groups: int = 1  # distinct layer groups; layer i uses group i * groups // num_layers
+    inner_group_num: int = 1  # layers in each group, applied in turn
+    token_projection: bool = False  # brightmart/albert_zh: the E -> H projection applies to token vectors only
+
+    def check(self) -> None:
+        positive_ints(self, "num_hidden_groups", "inner_group_num")
+
+
 def num_groups(config: ModelConfig) -> int:
     """How many distinct layers the checkpoint stores: 1 (shared) or num_layers (independent)."""
-    groups = config.extra.get("num_hidden_groups", 1)
+    groups = config.options.num_hidden_groups
     if groups not in (1, config.num_layers):
         raise ConfigError(f"{config.source}: num_hidden_groups is {groups!r}; supported are 1 (one shared layer) "
                           f"and num_hidden_layers ({config.num_layers}, independent layers)")
@@ -75,7 +88,7 @@ class ProjectedTokens(nn.Module):
 
 def token_projection(config: ModelConfig) -> bool:
     """Whether the checkpoint uses albert_zh's layout (projection on the token vectors only)."""
-    return bool(config.extra.get("token_projection", False))
+    return config.options.token_projection
 
 
 def _encoder(config: ModelConfig, blocks: nn.Module, *, with_mlm: bool, with_pool: bool, with_nsp: bool,
@@ -117,7 +130,7 @@ def build_albert_unshared(config: ModelConfig, *, with_mlm: bool = False, with_p
     """ALBERT with independent layers; loading a shared checkpoint copies its block into each layer."""
     num_groups(config)
     # the model's own config records what it now is, L independent layers, so that saving writes them all
-    c = config.replace(extra={**config.extra, "num_hidden_groups": config.num_layers})
+    c = config.with_options(num_hidden_groups=config.num_layers)
     blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers))
     return _encoder(c, blocks, with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, application=application)
 
@@ -172,12 +185,12 @@ def _rules(config: ModelConfig, prefix: str, shared: bool) -> tuple[list[Rule], 
     return [e for r in rules for e in r.expand(config.num_layers, {})], tied
 
 
-def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+def hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our `albert` names <- transformers' AlbertModel / AlbertForMaskedLM / AlbertForPreTraining names."""
     return _rules(config, prefix, shared=num_groups(config) == 1)
 
 
-def unshared_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+def unshared_hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our `albert_unshared` names <- the same files: the one shared group is read into every layer."""
     return _rules(config, prefix, shared=False)
 
@@ -246,12 +259,12 @@ def _tf_rules(config: ModelConfig, names, shared: bool) -> tuple[list[Rule], set
     return [e for r in rules for e in r.expand(config.num_layers, {})], set()
 
 
-def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our `albert` names <- Google ALBERT / brightmart albert_zh TensorFlow variable names."""
     return _tf_rules(config, names, shared=num_groups(config) == 1)
 
 
-def unshared_tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def unshared_tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our `albert_unshared` names <- the same checkpoints: the one shared layer is read into every layer."""
     return _tf_rules(config, names, shared=False)
 
@@ -261,13 +274,13 @@ _GOOGLE_FIELDS = ("inner_group_num", "net_structure_type", "down_scale_factor", 
 
 
 def _config_from_tf(family: str):
-    def convert(d: dict[str, Any], source: str) -> ModelConfig:
+    def convert(d: dict[str, Any], source: str, names=None) -> ModelConfig:
         # Both google-research/albert and albert_zh (a copy of BERT's modeling.py) compute "gelu" with the
         # tanh approximation (transformers' AlbertConfig defaults to "gelu_new" for that reason).
         d = {**d, "hidden_act": {"gelu": "gelu_tanh"}.get(d.get("hidden_act", "gelu"), d.get("hidden_act"))}
         c = _config_from_hf(family)(d, source)
         if not any(k in d for k in _GOOGLE_FIELDS):
-            c = c.replace(extra={**c.extra, "token_projection": True})
+            c = c.with_options(token_projection=True)
         return c
     return convert
 
@@ -299,7 +312,7 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
 
 
 def _config_from_hf(family: str):
-    def convert(d: dict[str, Any], source: str) -> ModelConfig:
+    def convert(d: dict[str, Any], source: str, names=None) -> ModelConfig:
         c = config_from_bert_dict(d, family, source)
         if "hidden_act" not in d:
             c = c.replace(hidden_act="gelu_new")  # transformers' AlbertConfig default
@@ -309,7 +322,7 @@ def _config_from_hf(family: str):
         if d.get("tie_word_embeddings") is False:
             raise ConfigError(f"{source}: tie_word_embeddings is false; ALBERT's MLM decoder is built tied to "
                               "the token embeddings")
-        c = c.replace(extra={**c.extra, "num_hidden_groups": d.get("num_hidden_groups", 1)})
+        c = c.with_options(num_hidden_groups=d.get("num_hidden_groups", 1))
         num_groups(c)
         return c
     return convert
@@ -334,19 +347,28 @@ def tiny_config(family: str = "albert") -> ModelConfig:
                        intermediate_size=37, max_position=40, hidden_act="gelu_new")
 
 
+# Google's layout (embedding_hidden_mapping_in, transformer/group_{g}) or brightmart's (word_embeddings_2)
+def _tf_detect(d: dict[str, Any], names) -> bool:
+    return "bert/encoder/embedding_hidden_mapping_in/kernel" in names or "bert/embeddings/word_embeddings_2" in names
+
+
+def _family(name: str, build, hf_rules_, tf_rules_, detect: bool) -> Family:
+    return Family(
+        name=name, build=build, tiny=lambda: tiny_config(name), options=AlbertOptions,
+        sources={
+            "hf": Source(read_config=_config_from_hf(name), write_config=config_to_hf, rules=hf_rules_,
+                         detect=model_type_is("albert") if detect else None, prefixes=("albert.", ""),
+                         architecture=hf_architecture),
+            "tf": Source(read_config=_config_from_tf(name), write_config=config_to_tf, rules=tf_rules_,
+                         detect=_tf_detect if detect else None, config_file="albert_config.json",
+                         checkpoint_name="model.ckpt-best"),
+        },
+    )
+
+
+# albert_unshared reads albert's checkpoints: only named with model=
 FAMILIES = {
-    "albert": Family(
-        name="albert", build=build_albert, config_from_hf=_config_from_hf("albert"), config_to_hf=config_to_hf,
-        hf_model_types=("albert",), hf_rules=hf_rules, hf_prefixes=("albert.", ""),
-        hf_architecture=hf_architecture, tiny=tiny_config,
-        tf_rules=tf_rules, config_from_tf=_config_from_tf("albert"), config_to_tf=config_to_tf,
-        tf_config_file="albert_config.json", tf_checkpoint_name="model.ckpt-best",
-    ),
-    "albert_unshared": Family(
-        name="albert_unshared", build=build_albert_unshared, config_from_hf=_config_from_hf("albert_unshared"),
-        config_to_hf=config_to_hf, hf_model_types=(), hf_rules=unshared_hf_rules, hf_prefixes=("albert.", ""),
-        hf_architecture=hf_architecture, tiny=lambda: tiny_config("albert_unshared"),
-        tf_rules=unshared_tf_rules, config_from_tf=_config_from_tf("albert_unshared"), config_to_tf=config_to_tf,
-        tf_config_file="albert_config.json", tf_checkpoint_name="model.ckpt-best",
-    ),
+    "albert": _family("albert", build_albert, hf_rules, tf_rules, detect=True),
+    "albert_unshared": _family("albert_unshared", build_albert_unshared, unshared_hf_rules, unshared_tf_rules,
+                               detect=False),
 }

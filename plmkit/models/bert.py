@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..config import ModelConfig, config_from_bert_dict
+from ..config import ConfigError, ModelConfig, config_from_bert_dict
 from ..convert.namemap import Rule
 from ..modules.attention import SelfAttention
 from ..modules.blocks import PostNormBlock
@@ -22,7 +22,7 @@ from ..modules.encoder import Encoder
 from ..modules.feedforward import FeedForward
 from ..modules.heads import Classifier, MLMHead, NSPHead, Pooler
 from ..modules.positions import LearnedPositions, PaddingAwarePositions
-from . import Family
+from . import Family, Source, holds, model_type_is
 
 
 def layer_norm(config: ModelConfig, dim: int | None = None) -> nn.LayerNorm:
@@ -82,6 +82,8 @@ def build_bert(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool =
 
 def build_roberta(config: ModelConfig, **options: Any) -> Encoder:
     """RoBERTa: BERT with padding-aware positions."""
+    if config.pad_token_id is None:
+        raise ConfigError(f"{config.source}: RoBERTa counts positions from pad_token_id + 1; the config names no pad id")
     dim = config.embedding_size or config.hidden_size
     return build_bert(config, positions=PaddingAwarePositions(config.max_position, dim, config.pad_token_id), **options)
 
@@ -92,7 +94,7 @@ def _qkv(p: str, part: str) -> list[str]:
     return [f"{p}encoder.layer.{{i}}.attention.self.{n}.{part}" for n in ("query", "key", "value")]
 
 
-def hf_rules(config: ModelConfig, prefix: str, head_prefix: str = "cls.predictions.",
+def hf_rules(config: ModelConfig, prefix: str = "", names=None, head_prefix: str = "cls.predictions.",
              mlm_names: dict[str, str] | None = None) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' BertModel / BertForPreTraining names (base model under `prefix`)."""
     p = prefix
@@ -169,7 +171,7 @@ TF_HEAD_RULES = [
 ]
 
 
-def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- google-research/bert variable names (kernels are stored [in, out]: transposed)."""
     rules = [
         Rule("embeddings.token.weight", "bert/embeddings/word_embeddings", vocab_rows=True),
@@ -185,7 +187,7 @@ def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
     return [e for r in rules for e in r.expand(config.num_layers, {})], set()
 
 
-def config_from_tf(d: dict[str, Any], source: str, family: str = "bert") -> ModelConfig:
+def config_from_tf(d: dict[str, Any], source: str, names=None, family: str = "bert") -> ModelConfig:
     """bert_config.json -> ModelConfig. google-research/bert's `gelu` is the tanh approximation; `gelu_erf` is exact."""
     d = dict(d)
     if d.get("hidden_act") == "gelu":
@@ -209,7 +211,7 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     return d
 
 
-def roberta_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+def roberta_hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """RoBERTa names: BERT's base model, with the MLM head under lm_head."""
     return hf_rules(config, prefix, head_prefix="lm_head.",
                     mlm_names={"dense": "dense", "norm": "layer_norm", "bias": "bias", "decoder": "decoder"})
@@ -237,7 +239,7 @@ def hf_encoder_fields(c: ModelConfig) -> dict[str, Any]:
 def hf_config_writer(model_type: str, architectures: list[str]) -> Callable[[ModelConfig], dict[str, Any]]:
     """The writer of a BERT-like transformers config.json of `model_type` (class labels included)."""
     def convert(c: ModelConfig) -> dict[str, Any]:
-        labels = c.extra.get("labels")
+        labels = c.labels
         label_fields = {"id2label": {str(i): n for i, n in enumerate(labels)},
                         "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
         return label_fields | {"model_type": model_type, "architectures": architectures} | hf_encoder_fields(c)
@@ -261,21 +263,36 @@ def tiny_config(family: str = "bert") -> ModelConfig:
                        max_position=40, pad_token_id=1 if family == "roberta" else 0)
 
 
+def config_reader(family: str) -> Callable[..., ModelConfig]:
+    """The reader of a BERT-like config.json (transformers' keys) for `family`."""
+    return lambda d, source, names=None: config_from_bert_dict(d, family, source)
+
+
+# google-research/bert's layout: absolute positions and layer_{i} scopes (not ALBERT's, which adds
+# word_embeddings_2 in albert_zh; NEZHA and RoFormer have no position table)
+TF_LAYER0 = "bert/encoder/layer_0/attention/self/query/kernel"
+TF_BERT_LAYOUT = holds(TF_LAYER0, "bert/embeddings/position_embeddings", absent=("bert/embeddings/word_embeddings_2",))
+
 FAMILIES = {
     "bert": Family(
-        name="bert", build=build_bert,
-        config_from_hf=lambda d, src: config_from_bert_dict(d, "bert", src),
-        config_to_hf=hf_config_writer("bert", ["BertForPreTraining"]),
-        hf_model_types=("bert",), hf_rules=hf_rules, hf_prefixes=("bert.", ""),
-        hf_architecture=hf_architecture_namer("Bert"), tiny=tiny_config,
-        tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
+        name="bert", build=build_bert, tiny=tiny_config,
+        sources={
+            "hf": Source(read_config=config_reader("bert"), write_config=hf_config_writer("bert", ["BertForPreTraining"]),
+                         rules=hf_rules, detect=model_type_is("bert"), prefixes=("bert.", ""),
+                         architecture=hf_architecture_namer("Bert")),
+            # also chinese_roberta_wwm_ext, SimBERT and WoBERT, released in BERT's format
+            "tf": Source(read_config=config_from_tf, write_config=config_to_tf, rules=tf_rules, detect=TF_BERT_LAYOUT,
+                         config_file="bert_config.json", checkpoint_name="bert_model.ckpt"),
+        },
     ),
     "roberta": Family(
-        name="roberta", build=build_roberta,
-        config_from_hf=lambda d, src: config_from_bert_dict(d, "roberta", src),
-        config_to_hf=hf_config_writer("roberta", ["RobertaForMaskedLM"]),
-        hf_model_types=("roberta", "xlm-roberta"), hf_rules=roberta_hf_rules, hf_prefixes=("roberta.", ""),
-        hf_architecture=hf_architecture_namer("Roberta"), tiny=lambda: tiny_config("roberta"),
-        # chinese_roberta_wwm_ext ships BERT-format TF checkpoints: load those with model="bert"
+        name="roberta", build=build_roberta, tiny=lambda: tiny_config("roberta"),
+        sources={
+            "hf": Source(read_config=config_reader("roberta"),
+                         write_config=hf_config_writer("roberta", ["RobertaForMaskedLM"]), rules=roberta_hf_rules,
+                         detect=model_type_is("roberta", "xlm-roberta"), prefixes=("roberta.", ""),
+                         architecture=hf_architecture_namer("Roberta")),
+            # chinese_roberta_wwm_ext ships BERT-format TF checkpoints: they load as bert
+        },
     ),
 }

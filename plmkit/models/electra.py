@@ -11,20 +11,20 @@ slot (`model.mlm`), whose output is `out.logits`.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, ModelConfig, config_from_bert_dict
+from ..config import ConfigError, FamilyOptions, ModelConfig, config_from_bert_dict
 from ..convert.namemap import Rule
 from ..modules.embeddings import Embeddings
 from ..modules.encoder import Encoder
 from ..modules.heads import MLMHead
 from ..modules.linear import Linear, canonical_activation
 from ..modules.positions import LearnedPositions
-from . import Family
+from . import Family, Source, holds, model_type_is
 from .bert import hf_rules as bert_hf_rules
 from .bert import hf_encoder_fields, init_weights, post_norm_block, tf_layer_rules
 
@@ -69,7 +69,14 @@ def build_electra(config: ModelConfig, *, with_mlm: bool = False, with_pool: boo
 
 # ---- Hugging Face names (data) ---------------------------------------------------------------
 
-def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+@dataclass(frozen=True)
+class ElectraOptions(FamilyOptions):
+    """Which model of an ELECTRA checkpoint the config describes (TensorFlow releases hold both)."""
+
+    part: Literal["discriminator", "generator"] = "discriminator"
+
+
+def hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' ElectraModel / ElectraForPreTraining / ElectraForMaskedLM names."""
     p = prefix
     bert, _ = bert_hf_rules(config, prefix)  # embeddings and blocks are named as BERT's
@@ -96,28 +103,31 @@ def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
 # discriminator's encoder is electra/encoder/, its head discriminator_predictions/dense and dense_1;
 # the generator's encoder is generator/encoder/ with its own generator/embeddings_project, its head
 # generator_predictions/{dense, LayerNorm, output_bias}. Which model a load builds is the config's
-# (discriminator_config.json / generator_config.json); the other one's tensors are left out (ignored).
+# (ElectraOptions.part, decided on load from the checkpoint: see config_from_tf); the other one's tensors
+# are left out (ignored).
 
 _PARTS = {"discriminator": ("electra/encoder/", "electra/embeddings_project/", "discriminator_predictions/"),
           "generator": ("generator/", "generator_predictions/")}
 
 
-def _tf_part(config: ModelConfig, names) -> str:
-    """Which model of the checkpoint to read: the config's, unless the file holds only the other."""
-    part = config.extra.get("electra_part", "discriminator")
-    if names is not None:
-        scope = "electra" if part == "discriminator" else "generator"
-        other = "generator" if part == "discriminator" else "electra"
-        if f"{scope}/encoder/layer_0/attention/self/query/kernel" not in names \
-                and f"{other}/encoder/layer_0/attention/self/query/kernel" in names:
-            part = "generator" if part == "discriminator" else "discriminator"
-    return part
+_SCOPES = {"discriminator": "electra", "generator": "generator"}
 
 
-def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def _tf_part(d: dict[str, Any], names) -> str:
+    """The model of a TensorFlow checkpoint a config describes: the only one the file holds, else the one
+    whose encoder is as wide as the config's hidden_size (the discriminator when both are)."""
+    probe = "{}/encoder/layer_0/attention/output/dense/kernel"
+    held = [part for part, scope in _SCOPES.items() if probe.format(scope) in names]
+    if len(held) == 2 and hasattr(names, "get"):
+        fits = [part for part in held if (names.get(probe.format(_SCOPES[part])) or (0,))[-1] == d.get("hidden_size")]
+        held = fits or held
+    return held[0] if held else "discriminator"
+
+
+def tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- ELECTRA TensorFlow variable names, for the discriminator or the generator."""
-    part = _tf_part(config, names)
-    scope = "electra" if part == "discriminator" else "generator"
+    part = config.options.part
+    scope = _SCOPES[part]
     E = "electra/embeddings/"  # shared by both models
     rules = [
         Rule("embeddings.token.weight", f"{E}word_embeddings", vocab_rows=True),
@@ -145,16 +155,15 @@ def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
     return [e for r in rules for e in r.expand(config.num_layers, {})], ignored
 
 
-def config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
+def config_from_tf(d: dict[str, Any], source: str, names=None) -> ModelConfig:
     """ELECTRA's discriminator/generator config (BERT keys + embedding_size) -> ModelConfig.
 
     google-research/electra's modeling.py computes "gelu" exactly (with erf), unlike BERT's, so
-    the name is kept as it is. A config file whose name says "generator" reads the generator.
+    the name is kept as it is. Which model the config describes is read from the checkpoint
+    (see _tf_part): the generator's config has the generator's width.
     """
     c = config_from_hf(d, source)
-    if "generator" in Path(source).name:
-        c = c.replace(extra={**c.extra, "electra_part": "generator"})
-    return c
+    return c.replace(options=ElectraOptions(_tf_part(d, names or {})))
 
 
 def config_to_tf(c: ModelConfig) -> dict[str, Any]:
@@ -167,14 +176,15 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     return d
 
 
-def config_from_hf(d: dict[str, Any], source: str) -> ModelConfig:
-    """An HF ElectraConfig dict -> ModelConfig."""
+def config_from_hf(d: dict[str, Any], source: str, names=None) -> ModelConfig:
+    """An HF ElectraConfig dict -> ModelConfig (a file with the generator's head holds a generator)."""
     if d.get("tie_word_embeddings") is False:
         raise ConfigError(f"{source}: tie_word_embeddings is false; ELECTRA's generator head is built tied to "
                           "the token embeddings")
     if "embedding_size" not in d:
         d = {**d, "embedding_size": 128}  # transformers' ElectraConfig default
-    return config_from_bert_dict(d, "electra", source)
+    part = "generator" if names is not None and "generator_predictions.dense.weight" in names else "discriminator"
+    return config_from_bert_dict(d, "electra", source).replace(options=ElectraOptions(part))
 
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
@@ -197,10 +207,13 @@ def tiny_config() -> ModelConfig:
 
 FAMILIES = {
     "electra": Family(
-        name="electra", build=build_electra, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
-        hf_model_types=("electra",), hf_rules=hf_rules, hf_prefixes=("electra.", ""),
-        hf_architecture=hf_architecture, tiny=tiny_config,
-        tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
-        tf_config_file="discriminator_config.json", tf_checkpoint_name="model.ckpt",
+        name="electra", build=build_electra, tiny=tiny_config, options=ElectraOptions,
+        sources={
+            "hf": Source(read_config=config_from_hf, write_config=config_to_hf, rules=hf_rules,
+                         detect=model_type_is("electra"), prefixes=("electra.", ""), architecture=hf_architecture),
+            "tf": Source(read_config=config_from_tf, write_config=config_to_tf, rules=tf_rules,
+                         detect=holds("electra/embeddings/word_embeddings"), config_file="discriminator_config.json",
+                         checkpoint_name="model.ckpt"),
+        },
     ),
 }

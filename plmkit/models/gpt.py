@@ -11,6 +11,7 @@ weights as (in, out): the name maps below transpose them on load and back on sav
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,14 +19,14 @@ from torch import nn
 
 from ..modules.heads import TiedLMHead
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, FamilyOptions, ModelConfig
 from ..convert.namemap import Rule
 from ..modules.attention import SelfAttention
 from ..modules.feedforward import FeedForward
 from ..modules.positions import LearnedPositions
 from ..modules.blocks import PreNormBlock
 from ..modules.prenorm import Decoder
-from . import Family
+from . import Family, Source, holds, model_type_is
 from .bert import init_weights, post_norm_block, tf_layer_rules
 
 
@@ -51,6 +52,16 @@ class DecoderEmbeddings(nn.Module):
         return self.dropout(x)
 
 
+@dataclass(frozen=True)
+class GPTOptions(FamilyOptions):
+    """GPT / GPT-2 options their config files carry (transformers' GPT2Config names)."""
+
+    embedding_dropout: float | None = None  # None: the config's dropout
+    scale_attn_weights: bool = True  # scores divided by sqrt(head_size)
+    scale_attn_by_inverse_layer_idx: bool = False  # and by layer index + 1
+    reorder_and_upcast_attn: bool = False  # a float16 detail of transformers; same numbers in fp32
+
+
 def _check_options(family: str, with_mlm: bool, with_pool: bool, with_nsp: bool, application: str) -> None:
     asked = [n for n, v in (("with_mlm", with_mlm), ("with_pool", with_pool), ("with_nsp", with_nsp)) if v]
     if asked:
@@ -64,14 +75,18 @@ def _check_options(family: str, with_mlm: bool, with_pool: bool, with_nsp: bool,
 
 def _attention(c: ModelConfig, layer: int) -> SelfAttention:
     """GPT-2's optional score scalings (scale_attn_weights, scale_attn_by_inverse_layer_idx) as one scale."""
-    scale = c.head_size ** -0.5 if c.extra.get("scale_attn_weights", True) else 1.0
-    if c.extra.get("scale_attn_by_inverse_layer_idx", False):
+    scale = c.head_size ** -0.5 if c.options.scale_attn_weights else 1.0
+    if c.options.scale_attn_by_inverse_layer_idx:
         scale /= layer + 1
     return SelfAttention(c.hidden_size, c.num_heads, c.head_size, dropout=c.attention_dropout, scale=scale)
 
 
+def _embedding_dropout(c: ModelConfig) -> float:
+    return c.dropout if c.options.embedding_dropout is None else c.options.embedding_dropout
+
+
 def _embeddings(c: ModelConfig) -> DecoderEmbeddings:
-    return DecoderEmbeddings(c.vocab_size, c.hidden_size, c.max_position, c.extra.get("embedding_dropout", c.dropout))
+    return DecoderEmbeddings(c.vocab_size, c.hidden_size, c.max_position, _embedding_dropout(c))
 
 
 def build_gpt(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
@@ -135,7 +150,7 @@ def _ignored(config: ModelConfig, p: str) -> set[str]:
     return {"lm_head.weight", f"{p}position_ids"} | buffers
 
 
-def gpt_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+def gpt_hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' OpenAIGPTModel / OpenAIGPTLMHeadModel names (base model under `prefix`)."""
     p = prefix
     rules = [
@@ -146,7 +161,7 @@ def gpt_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]
     return [e for r in rules for e in r.expand(config.num_layers, {})], _ignored(config, p)
 
 
-def gpt2_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+def gpt2_hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' GPT2Model / GPT2LMHeadModel names (base model under `prefix`)."""
     p = prefix
     rules = [
@@ -166,7 +181,7 @@ def gpt2_hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str
 # the token table ([PAD] / [CLS]) to match its vocab.txt: the file is read as it is.
 # OpenAI's own GPT-2 TensorFlow checkpoints (model/h{i}/..., 3-D kernels) are not mapped.
 
-def gpt_tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def gpt_tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our `gpt` names <- CDial-GPT's TensorFlow variable names (kernels stored [in, out])."""
     rules = [
         Rule("embeddings.token.weight", "gpt/embeddings/word_embeddings", vocab_rows=True),
@@ -176,7 +191,7 @@ def gpt_tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]
     return [e for r in rules for e in r.expand(config.num_layers, {})], set()
 
 
-def gpt_config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
+def gpt_config_from_tf(d: dict[str, Any], source: str, names=None) -> ModelConfig:
     """gpt_config.json (BERT's keys, as bert4keras reads it; or transformers' OpenAIGPT keys) -> ModelConfig.
 
     CDial-GPT was trained with transformers' OpenAI GPT, whose "gelu" is the tanh approximation and
@@ -198,7 +213,7 @@ def gpt_config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
         layer_norm_eps=d.get("layer_norm_eps", 1e-5), dropout=dropout,
         attention_dropout=d.get("attention_probs_dropout_prob", 0.1),
         initializer_range=d.get("initializer_range", 0.02), pad_token_id=d.get("pad_token_id", 0),
-        extra={"embedding_dropout": d.get("embedding_dropout_prob", dropout)})
+        options=GPTOptions(embedding_dropout=d.get("embedding_dropout_prob", dropout)))
 
 
 def gpt_config_to_tf(c: ModelConfig) -> dict[str, Any]:
@@ -212,10 +227,12 @@ def gpt_config_to_tf(c: ModelConfig) -> dict[str, Any]:
         "num_attention_heads": c.num_heads, "intermediate_size": c.intermediate_size, "hidden_act": act,
         "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
         "max_position_embeddings": c.max_position, "initializer_range": c.initializer_range,
-        "layer_norm_eps": c.layer_norm_eps, "pad_token_id": c.pad_token_id,
+        "layer_norm_eps": c.layer_norm_eps,
     }
-    if c.extra.get("embedding_dropout", c.dropout) != c.dropout:
-        d["embedding_dropout_prob"] = c.extra["embedding_dropout"]
+    if c.pad_token_id is not None:
+        d["pad_token_id"] = c.pad_token_id
+    if _embedding_dropout(c) != c.dropout:
+        d["embedding_dropout_prob"] = _embedding_dropout(c)
     return d
 
 
@@ -234,23 +251,29 @@ def _require(d: dict[str, Any], key: str, source: str) -> Any:
     return d[key]
 
 
-def _common(d: dict[str, Any], family: str, source: str, intermediate: int, act: str, **extra: Any) -> ModelConfig:
+def _common(d: dict[str, Any], family: str, source: str, intermediate: int, act: str, **options: Any) -> ModelConfig:
     if d.get("tie_word_embeddings") is False:
         raise ConfigError(f"{source}: tie_word_embeddings is false; {family} is built with its LM head tied "
                           "to the token embeddings")
     n_embd = _require(d, "n_embd", source)
-    special = {k: d[k] for k in _SPECIAL if k in d}
+    special = {k: _first_id(d.get(k)) for k in _SPECIAL}
     return ModelConfig(
         family=family, source=source, vocab_size=_require(d, "vocab_size", source), hidden_size=n_embd,
         num_layers=_require(d, "n_layer", source), num_heads=_require(d, "n_head", source),
         intermediate_size=intermediate, max_position=_require(d, "n_positions", source), type_vocab_size=0,
         hidden_act=act, layer_norm_eps=d.get("layer_norm_epsilon", 1e-5), dropout=d.get("resid_pdrop", 0.1),
         attention_dropout=d.get("attn_pdrop", 0.1), initializer_range=d.get("initializer_range", 0.02),
-        pad_token_id=d["pad_token_id"] if isinstance(d.get("pad_token_id"), int) else 0,
-        extra={"embedding_dropout": d.get("embd_pdrop", 0.1), "special_token_ids": special, **extra})
+        **special, options=GPTOptions(embedding_dropout=d.get("embd_pdrop", 0.1), **options))
 
 
-def gpt_config_from_hf(d: dict[str, Any], source: str) -> ModelConfig:
+def _first_id(value: Any) -> int | None:
+    """A token id as a config file writes it: an integer, null, or a list whose first entry counts."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value
+
+
+def gpt_config_from_hf(d: dict[str, Any], source: str, names=None) -> ModelConfig:
     """An HF OpenAIGPTConfig dict -> ModelConfig (MLP width is always 4 x n_embd)."""
     afn = d.get("afn", "gelu")
     if afn not in _AFN:
@@ -258,7 +281,7 @@ def gpt_config_from_hf(d: dict[str, Any], source: str) -> ModelConfig:
     return _common(d, "gpt", source, 4 * _require(d, "n_embd", source), _AFN[afn])
 
 
-def gpt2_config_from_hf(d: dict[str, Any], source: str) -> ModelConfig:
+def gpt2_config_from_hf(d: dict[str, Any], source: str, names=None) -> ModelConfig:
     """An HF GPT2Config dict -> ModelConfig."""
     if d.get("add_cross_attention"):
         raise ConfigError(f"{source}: add_cross_attention is true; GPT-2 with cross-attention is not supported")
@@ -276,8 +299,9 @@ def _common_to_hf(c: ModelConfig, model_type: str) -> dict[str, Any]:
     return {
         "model_type": model_type, "vocab_size": c.vocab_size, "n_positions": c.max_position, "n_embd": c.hidden_size,
         "n_layer": c.num_layers, "n_head": c.num_heads, "resid_pdrop": c.dropout, "attn_pdrop": c.attention_dropout,
-        "embd_pdrop": c.extra.get("embedding_dropout", c.dropout), "layer_norm_epsilon": c.layer_norm_eps,
-        "initializer_range": c.initializer_range, "tie_word_embeddings": True, **c.extra.get("special_token_ids", {}),
+        "embd_pdrop": _embedding_dropout(c), "layer_norm_epsilon": c.layer_norm_eps,
+        "initializer_range": c.initializer_range, "tie_word_embeddings": True,
+        **{k: getattr(c, k) for k in _SPECIAL if getattr(c, k) is not None},
     }
 
 
@@ -296,9 +320,11 @@ def gpt_config_to_hf(c: ModelConfig) -> dict[str, Any]:
 def gpt2_config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> an HF GPT2Config dict."""
     act = "gelu_new" if c.hidden_act == "gelu_tanh" else c.hidden_act  # transformers has no "gelu_tanh" spelling
+    o = c.options
     return {**_common_to_hf(c, "gpt2"), "n_inner": c.intermediate_size, "activation_function": act,
-            **{k: c.extra[k] for k in ("scale_attn_weights", "scale_attn_by_inverse_layer_idx",
-                                       "reorder_and_upcast_attn") if k in c.extra}}
+            "scale_attn_weights": o.scale_attn_weights,
+            "scale_attn_by_inverse_layer_idx": o.scale_attn_by_inverse_layer_idx,
+            "reorder_and_upcast_attn": o.reorder_and_upcast_attn}
 
 
 def _architecture(base: str):
@@ -316,15 +342,21 @@ def tiny_config(family: str = "gpt") -> ModelConfig:
 
 FAMILIES = {
     "gpt": Family(
-        name="gpt", build=build_gpt, config_from_hf=gpt_config_from_hf, config_to_hf=gpt_config_to_hf,
-        hf_model_types=("openai-gpt",), hf_rules=gpt_hf_rules, hf_prefixes=("transformer.", ""),
-        hf_architecture=_architecture("OpenAIGPT"), tiny=tiny_config, causal=True,
-        tf_rules=gpt_tf_rules, config_from_tf=gpt_config_from_tf, config_to_tf=gpt_config_to_tf,
-        tf_config_file="gpt_config.json", tf_checkpoint_name="gpt_model.ckpt",
+        name="gpt", build=build_gpt, tiny=tiny_config, options=GPTOptions, causal=True,
+        sources={
+            "hf": Source(read_config=gpt_config_from_hf, write_config=gpt_config_to_hf, rules=gpt_hf_rules,
+                         detect=model_type_is("openai-gpt"), prefixes=("transformer.", ""),
+                         architecture=_architecture("OpenAIGPT")),
+            "tf": Source(read_config=gpt_config_from_tf, write_config=gpt_config_to_tf, rules=gpt_tf_rules,
+                         detect=holds("gpt/embeddings/word_embeddings"), config_file="gpt_config.json",
+                         checkpoint_name="gpt_model.ckpt"),
+        },
     ),
     "gpt2": Family(
-        name="gpt2", build=build_gpt2, config_from_hf=gpt2_config_from_hf, config_to_hf=gpt2_config_to_hf,
-        hf_model_types=("gpt2",), hf_rules=gpt2_hf_rules, hf_prefixes=("transformer.", ""),
-        hf_architecture=_architecture("GPT2"), tiny=lambda: tiny_config("gpt2"), causal=True,
+        name="gpt2", build=build_gpt2, tiny=lambda: tiny_config("gpt2"), options=GPTOptions, causal=True,
+        sources={
+            "hf": Source(read_config=gpt2_config_from_hf, write_config=gpt2_config_to_hf, rules=gpt2_hf_rules,
+                         detect=model_type_is("gpt2"), prefixes=("transformer.", ""), architecture=_architecture("GPT2")),
+        },
     ),
 }

@@ -13,24 +13,30 @@ BERT name map is reused as is.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from ..config import ModelConfig, config_from_bert_dict
+from ..config import FamilyOptions, ModelConfig, config_from_bert_dict, positive_ints
 from ..modules.embeddings import Embeddings
 from ..modules.encoder import Encoder
 from ..modules.heads import MLMHead, NSPHead, Pooler
 from ..modules.relative_position import FunctionalRelativePositions, RelativeSelfAttention
-from . import Family
+from . import Family, Source, model_type_is
 from . import bert
 
 DEFAULT_MAX_RELATIVE_POSITION = 64  # NEZHA's released configs and transformers' NezhaConfig
 
 
-def max_relative_position(config: ModelConfig) -> int:
-    """The clipping distance M of the relative position table."""
-    return int(config.extra.get("max_relative_position", DEFAULT_MAX_RELATIVE_POSITION))
+@dataclass(frozen=True)
+class NezhaOptions(FamilyOptions):
+    """NEZHA's option: the clipping distance M of the relative position table."""
+
+    max_relative_position: int = DEFAULT_MAX_RELATIVE_POSITION
+
+    def check(self) -> None:
+        positive_ints(self, "max_relative_position")
 
 
 def build_nezha(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
@@ -40,7 +46,7 @@ def build_nezha(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool 
     if c.embedding_size:
         raise ValueError(f"{c.source}: NEZHA has no embedding projection; embedding_size must equal hidden_size "
                          f"({c.hidden_size}), found {c.embedding_size}")
-    relative = FunctionalRelativePositions(c.head_size, max_relative_position(c))  # one fixed table for all layers
+    relative = FunctionalRelativePositions(c.head_size, c.options.max_relative_position)  # one fixed table for all layers
     embeddings = Embeddings(c.vocab_size, c.hidden_size, type_vocab_size=c.type_vocab_size, positions=None,
                             norm=bert.layer_norm(c), dropout=c.dropout)
     blocks = nn.ModuleList(
@@ -56,24 +62,21 @@ def build_nezha(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool 
 
 # ---- configs -----------------------------------------------------------------------------------
 
-def config_from_hf(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
-    """NezhaConfig / NEZHA bert_config.json -> ModelConfig (max_relative_position kept in extra)."""
+def config_from_hf(d: dict[str, Any], source: str = "<dict>", names=None) -> ModelConfig:
+    """NezhaConfig / NEZHA bert_config.json -> ModelConfig."""
     config = config_from_bert_dict(d, "nezha", source)
-    m = d.get("max_relative_position", DEFAULT_MAX_RELATIVE_POSITION)
-    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
-        raise ValueError(f"{source}: field 'max_relative_position' must be a positive integer, found {m!r}")
-    config.extra["max_relative_position"] = m
-    return config
+    return config.replace(options={"max_relative_position": d.get("max_relative_position",
+                                                                   DEFAULT_MAX_RELATIVE_POSITION)})
 
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> a NezhaConfig dict (transformers 4.x)."""
     d = bert.hf_config_writer("nezha", ["NezhaForPreTraining"])(c)
-    d["max_relative_position"] = max_relative_position(c)
+    d["max_relative_position"] = c.options.max_relative_position
     return d
 
 
-def hf_rules(config: ModelConfig, prefix: str):
+def hf_rules(config: ModelConfig, prefix: str = "", names=None):
     """Our names <- NezhaModel / NezhaForPreTraining names: BERT's, under `prefix`."""
     return bert.hf_rules(config, prefix)
 
@@ -81,18 +84,18 @@ def hf_rules(config: ModelConfig, prefix: str):
 def tiny_config() -> ModelConfig:
     """A tiny NEZHA config for tests: clipping distance below the test lengths."""
     return ModelConfig(family="nezha", vocab_size=50, hidden_size=24, num_layers=2, num_heads=3, intermediate_size=37,
-                       max_position=40, extra={"max_relative_position": 5})
+                       max_position=40, options=NezhaOptions(max_relative_position=5))
 
 
 # ---- original TensorFlow names (huawei-noah NEZHA-TensorFlow: Google BERT's, without a position table) ----
 
-def tf_rules(config: ModelConfig, names=None):
+def tf_rules(config: ModelConfig, prefix: str = "", names=None):
     """Our names <- NEZHA's TensorFlow variable names (google-research/bert's minus position_embeddings)."""
-    rules, ignored = bert.tf_rules(config, names)
+    rules, ignored = bert.tf_rules(config)
     return [r for r in rules if r.ours != "embeddings.position.weight"], ignored
 
 
-def config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
+def config_from_tf(d: dict[str, Any], source: str, names=None) -> ModelConfig:
     """NEZHA's bert_config.json -> ModelConfig.
 
     NEZHA-TensorFlow's modeling.py is BERT's: "gelu" is the tanh approximation there (transformers'
@@ -106,16 +109,25 @@ def config_from_tf(d: dict[str, Any], source: str) -> ModelConfig:
 def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> NEZHA's bert_config.json (relative positions switched on)."""
     d = bert.config_to_tf(c)
-    d.update(max_relative_position=max_relative_position(c), use_relative_position=True)
+    d.update(max_relative_position=c.options.max_relative_position, use_relative_position=True)
     return d
+
+
+def _tf_detect(d: dict[str, Any], names) -> bool:
+    """Google BERT's layer names without a position table, and a config that asks for relative positions."""
+    return (bert.TF_LAYER0 in names and "bert/embeddings/position_embeddings" not in names
+            and bool(d.get("use_relative_position") or "max_relative_position" in d))
 
 
 FAMILIES = {
     "nezha": Family(
-        name="nezha", build=build_nezha, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
-        hf_model_types=("nezha",), hf_rules=hf_rules, hf_prefixes=("nezha.", "bert.", ""),
-        hf_architecture=bert.hf_architecture_namer("Nezha"), tiny=tiny_config,
-        tf_rules=tf_rules, config_from_tf=config_from_tf, config_to_tf=config_to_tf,
-        tf_config_file="bert_config.json", tf_checkpoint_name="model.ckpt",
+        name="nezha", build=build_nezha, tiny=tiny_config, options=NezhaOptions,
+        sources={
+            "hf": Source(read_config=config_from_hf, write_config=config_to_hf, rules=hf_rules,
+                         detect=model_type_is("nezha"), prefixes=("nezha.", "bert.", ""),
+                         architecture=bert.hf_architecture_namer("Nezha")),
+            "tf": Source(read_config=config_from_tf, write_config=config_to_tf, rules=tf_rules, detect=_tf_detect,
+                         config_file="bert_config.json", checkpoint_name="model.ckpt"),
+        },
     ),
 }

@@ -19,17 +19,18 @@ by default and in the released checkpoints; it is not built here (config_from_hf
 2-D RoPE (kexue.fm/archives/8397), `build_roformer(..., rotary_dims=2)`: a token sits at a grid
 position (row, col) given as (B, T, 2) position_ids; the first half of each head turns by the
 row, the second half by the column, so attention depends only on (Δrow, Δcol). The choice is
-kept in config.extra (rotary_dims, rotary_grid_width) and in the files plmkit saves, which
-transformers' RoFormer reads as 1-D: only plmkit builds it.
+kept in the config's options (RoFormerOptions: rotary_dims, grid_width) and in the files plmkit saves
+(rotary_dims, rotary_grid_width), which transformers' RoFormer reads as 1-D: only plmkit builds it.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, ModelConfig, config_from_bert_dict
+from ..config import ConfigError, FamilyOptions, ModelConfig, config_from_bert_dict, positive_ints
 from ..convert.namemap import Rule
 from ..modules.attention import SelfAttention
 from ..modules.blocks import PostNormBlock
@@ -39,7 +40,7 @@ from ..modules.feedforward import FeedForward
 from ..modules.heads import MLMHead, NSPHead, Pooler, TiedLMHead
 from ..modules.linear import Linear
 from ..modules.rotary import RotaryEmbedding
-from . import Family
+from . import Family, Source, holds, model_type_is
 from . import bert
 
 # bert4keras' LayerNormalization (which RoFormer-v2 was trained with) falls back to Keras' epsilon
@@ -61,18 +62,32 @@ class ScaleFreeNorm(nn.Module):
         return f"eps={self.eps:g}"
 
 
-ROTARY_KEYS = ("rotary_dims", "rotary_grid_width")  # config.extra fields of a 2-D RoFormer
+ROTARY_KEYS = ("rotary_dims", "rotary_grid_width")  # config.json fields of a 2-D RoFormer (plmkit's own)
+
+
+@dataclass(frozen=True)
+class RoFormerOptions(FamilyOptions):
+    """RoFormer's rotary layout: 1-D along the sequence, or 2-D over (row, col) grid positions
+    (kexue.fm/archives/8397); `grid_width` places tokens row-major when no position_ids are given."""
+
+    rotary_dims: Literal[1, 2] = 1
+    grid_width: int | None = None
+
+    def check(self) -> None:
+        positive_ints(self, "grid_width")
+        if self.grid_width is not None and self.rotary_dims != 2:
+            raise ConfigError(f"field 'grid_width' ({self.grid_width}) needs rotary_dims=2")
 
 
 def rotary_positions(config: ModelConfig, rotary_dims: int | None = None,
                      grid_width: int | None = None) -> tuple[ModelConfig, RotaryEmbedding]:
     """The rotary module of a RoFormer (1-D, or 2-D over (row, col)), and the config that records it.
 
-    Unset arguments come from config.extra (a saved 2-D model), else 1-D. `grid_width` places
-    tokens on a row-major grid when no position_ids are given (2-D only).
+    Unset arguments come from the config's options (a saved 2-D model), else 1-D.
     """
-    dims = config.extra.get("rotary_dims", 1) if rotary_dims is None else rotary_dims
-    width = config.extra.get("rotary_grid_width") if grid_width is None else grid_width
+    o = config.options
+    dims = o.rotary_dims if rotary_dims is None else rotary_dims
+    width = o.grid_width if grid_width is None else grid_width
     if isinstance(dims, bool) or dims not in (1, 2):
         raise ValueError(f"{config.source}: rotary_dims must be 1 (positions along a sequence) or 2 ((row, col) "
                          f"grid positions, kexue.fm/archives/8397), found {dims!r}")
@@ -81,13 +96,8 @@ def rotary_positions(config: ModelConfig, rotary_dims: int | None = None,
     if dims == 2 and config.head_size % 4:
         raise ValueError(f"{config.source}: 2-D rotary turns each half of a head in pairs, so the head size must be "
                          f"divisible by 4; found {config.head_size}")
-    extra = {k: v for k, v in config.extra.items() if k not in ROTARY_KEYS}
-    if dims == 2:
-        extra["rotary_dims"] = 2
-        if width is not None:
-            extra["rotary_grid_width"] = width
-    if extra != config.extra:
-        config = config.replace(extra=extra)
+    if (dims, width) != (o.rotary_dims, o.grid_width):
+        config = config.with_options(rotary_dims=dims, grid_width=width)
     return config, RotaryEmbedding(config.head_size, grid=dims == 2, grid_width=width)
 
 
@@ -142,7 +152,7 @@ def build_roformer_v2(config: ModelConfig, *, with_mlm: bool = False, with_pool:
 
 # ---- configs -----------------------------------------------------------------------------------
 
-def config_from_hf(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
+def config_from_hf(d: dict[str, Any], source: str = "<dict>", names=None) -> ModelConfig:
     """RoFormerConfig / RoFormer bert_config.json -> ModelConfig."""
     if d.get("rotary_value"):
         raise ConfigError(f"{source}: rotary_value=true (rotary embedding applied to the values too) is not "
@@ -153,19 +163,24 @@ def config_from_hf(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
     config = config_from_bert_dict(d, "roformer", source)
     rotary = {k: d[k] for k in ROTARY_KEYS if d.get(k) is not None}
     if rotary:  # a 2-D RoFormer saved by plmkit
-        config.extra.update(rotary)
         try:
+            config = config.replace(options=RoFormerOptions(rotary.get("rotary_dims", 1),
+                                                            rotary.get("rotary_grid_width")))
             rotary_positions(config)
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(f"{source}: {e}") from None
     return config
 
 
 def _rotary_fields(c: ModelConfig) -> dict[str, Any]:
-    return {k: c.extra[k] for k in ROTARY_KEYS if k in c.extra}
+    """The config.json fields of a 2-D RoFormer (none for the usual 1-D one)."""
+    o = c.options
+    if o.rotary_dims == 1:
+        return {}
+    return {"rotary_dims": 2} | ({"rotary_grid_width": o.grid_width} if o.grid_width is not None else {})
 
 
-def config_from_hf_v2(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
+def config_from_hf_v2(d: dict[str, Any], source: str = "<dict>", names=None) -> ModelConfig:
     """RoFormer-v2 config (bert_config.json or ours) -> ModelConfig."""
     config = config_from_bert_dict(d, "roformer_v2", source)
     if d.get("layer_norm_eps") is None:  # Google-style configs carry no epsilon; bert4keras then used Keras'
@@ -189,7 +204,7 @@ def config_to_hf_v2(c: ModelConfig) -> dict[str, Any]:
 
 # ---- checkpoint names (data) -------------------------------------------------------------------
 
-def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
+def hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' RoFormerModel / RoFormerForMaskedLM names (BERT's, plus the projection).
 
     RoFormer-v2 files use the same names (they simply lack biases and norm weights); v2's MLM
@@ -215,18 +230,18 @@ def hf_rules(config: ModelConfig, prefix: str) -> tuple[list[Rule], set[str]]:
 _PROJECT = "bert/encoder/embedding_hidden_mapping_in/"
 
 
-def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our RoFormer names <- ZhuiyiTechnology/roformer TensorFlow variable names."""
-    rules, ignored = bert.tf_rules(config, names)
+    rules, ignored = bert.tf_rules(config)
     rules = [r for r in rules if r.ours != "embeddings.position.weight"]
     rules += [Rule("embeddings.project.weight", f"{_PROJECT}kernel", transpose=True),
               Rule("embeddings.project.bias", f"{_PROJECT}bias")]
     return rules, ignored
 
 
-def tf_rules_v2(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def tf_rules_v2(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our RoFormer-v2 names <- ZhuiyiTechnology/roformer-v2 TensorFlow variable names (kernels only)."""
-    rules, ignored = bert.tf_rules(config, names)
+    rules, ignored = bert.tf_rules(config)
     keep = [r for r in rules if r.ours.endswith(".weight") and r.theirs[0].endswith(("kernel", "_embeddings"))
             and not r.ours.startswith(("embeddings.position", "pooler.", "mlm.", "classifier."))]
     keep += [Rule("embeddings.project.weight", f"{_PROJECT}kernel", transpose=True),
@@ -277,19 +292,35 @@ def tiny_config_v2() -> ModelConfig:
                        intermediate_size=37, max_position=40, hidden_act="relu", layer_norm_eps=KERAS_EPSILON)
 
 
+# bert4keras' RoFormer checkpoints: Google BERT's layer names without a position table; v2 has no norm
+# gains at all. NEZHA's share the names but its config asks for relative positions.
+_TF_ROFORMER = holds(bert.TF_LAYER0, "bert/embeddings/LayerNorm/gamma", absent=("bert/embeddings/position_embeddings",))
+_TF_ROFORMER_V2 = holds(bert.TF_LAYER0, absent=("bert/embeddings/position_embeddings", "bert/embeddings/LayerNorm/gamma"))
+
+
+def _tf_detect(d: dict[str, Any], names) -> bool:
+    return _TF_ROFORMER(d, names) and not (d.get("use_relative_position") or "max_relative_position" in d)
+
+
 FAMILIES = {
     "roformer": Family(
-        name="roformer", build=build_roformer, config_from_hf=config_from_hf, config_to_hf=config_to_hf,
-        hf_model_types=("roformer",), hf_rules=hf_rules, hf_prefixes=("roformer.", ""),
-        hf_architecture=_architecture("RoFormer"), tiny=tiny_config,
-        tf_rules=tf_rules, config_from_tf=config_from_hf, config_to_tf=config_to_tf,
-        tf_config_file="bert_config.json", tf_checkpoint_name="bert_model.ckpt",
+        name="roformer", build=build_roformer, tiny=tiny_config, options=RoFormerOptions,
+        sources={
+            "hf": Source(read_config=config_from_hf, write_config=config_to_hf, rules=hf_rules,
+                         detect=model_type_is("roformer"), prefixes=("roformer.", ""),
+                         architecture=_architecture("RoFormer")),
+            "tf": Source(read_config=config_from_hf, write_config=config_to_tf, rules=tf_rules, detect=_tf_detect,
+                         config_file="bert_config.json", checkpoint_name="bert_model.ckpt"),
+        },
     ),
     "roformer_v2": Family(
-        name="roformer_v2", build=build_roformer_v2, config_from_hf=config_from_hf_v2, config_to_hf=config_to_hf_v2,
-        hf_model_types=("roformer_v2",), hf_rules=hf_rules, hf_prefixes=("roformer.", ""),
-        hf_architecture=_architecture("RoFormerV2"), tiny=tiny_config_v2,
-        tf_rules=tf_rules_v2, config_from_tf=config_from_hf_v2, config_to_tf=config_to_tf_v2,
-        tf_config_file="bert_config.json", tf_checkpoint_name="bert_model.ckpt",
+        name="roformer_v2", build=build_roformer_v2, tiny=tiny_config_v2,
+        sources={
+            "hf": Source(read_config=config_from_hf_v2, write_config=config_to_hf_v2, rules=hf_rules,
+                         detect=model_type_is("roformer_v2"), prefixes=("roformer.", ""),
+                         architecture=_architecture("RoFormerV2")),
+            "tf": Source(read_config=config_from_hf_v2, write_config=config_to_tf_v2, rules=tf_rules_v2,
+                         detect=_TF_ROFORMER_V2, config_file="bert_config.json", checkpoint_name="bert_model.ckpt"),
+        },
     ),
 }

@@ -18,11 +18,13 @@ stack (bidirectional buckets in the encoder, causal ones in the decoder) and sha
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from torch import nn
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, FamilyOptions, ModelConfig, positive_ints
 from ..convert.namemap import Rule
 from ..modules.attention import SelfAttention
 from ..modules.cross_attention import CrossAttention
@@ -32,7 +34,7 @@ from ..modules.feedforward import FeedForward, GatedFeedForward
 from ..modules.norms import RMSNorm
 from ..modules.blocks import PreNormBlock
 from ..modules.relative_bias import RelativePositionBias
-from . import Family
+from . import Family, Source, holds
 
 # Family presets: what each name means where a config file does not say.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -40,40 +42,41 @@ PRESETS: dict[str, dict[str, Any]] = {
     "t5.1.1": {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "model_type": "t5"},
     "mt5.1.1": {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "model_type": "mt5"},
 }
-# family-specific numeric options kept in ModelConfig.extra, with their defaults
-EXTRA_DEFAULTS: dict[str, Any] = {
-    "gated_ffn": False,
-    "tie_word_embeddings": True,  # the head reads the token table
-    # the decoder output is scaled by d_model^-0.5 before the head; None: when the head is tied (mesh
-    # TensorFlow, transformers). bert4keras scales before an untied head too (T5 PEGASUS trained so)
-    "scale_decoder_outputs": None,
-    "num_decoder_layers": None,  # None: as many as the encoder
-    "relative_attention_num_buckets": 32,
-    "relative_attention_max_distance": 128,
-    "decoder_start_token_id": 0,
-    "eos_token_id": 1,
-    "initializer_factor": 1.0,
-}
 _TANH_GELUS = ("gelu_new", "gelu_tanh", "gelu_fast", "gelu_pytorch_tanh")
 
 
-def t5_options(config: ModelConfig) -> dict[str, Any]:
-    """The T5 options of `config.extra`, defaults filled in and checked."""
-    unknown = sorted(set(config.extra) - set(EXTRA_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"{config.source}: unknown T5 options in extra: {unknown}; known: {sorted(EXTRA_DEFAULTS)}")
-    o = {**EXTRA_DEFAULTS, **config.extra}
-    if o["num_decoder_layers"] is None:
-        o["num_decoder_layers"] = config.num_layers
-    for name in ("num_decoder_layers", "relative_attention_num_buckets", "relative_attention_max_distance"):
-        if not isinstance(o[name], int) or isinstance(o[name], bool) or o[name] <= 0:
-            raise ConfigError(f"{config.source}: T5 option {name!r} must be a positive integer, found {o[name]!r}")
-    if o["scale_decoder_outputs"] is None:
-        o["scale_decoder_outputs"] = o["tie_word_embeddings"]
-    for name in ("gated_ffn", "tie_word_embeddings", "scale_decoder_outputs"):
-        if not isinstance(o[name], bool):
-            raise ConfigError(f"{config.source}: T5 option {name!r} must be true or false, found {o[name]!r}")
-    return o
+@dataclass(frozen=True)
+class T5Options(FamilyOptions):
+    """T5's structural options; each family name presets the FFN shape and head tying (PRESETS)."""
+
+    gated_ffn: bool = False
+    tie_word_embeddings: bool = True  # the head reads the token table
+    # the decoder output is scaled by d_model^-0.5 before the head; None: when the head is tied (mesh
+    # TensorFlow, transformers). bert4keras scales before an untied head too (T5 PEGASUS trained so)
+    scale_decoder_outputs: bool | None = None
+    num_decoder_layers: int | None = None  # None: as many as the encoder
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    initializer_factor: float = 1.0
+
+    def check(self) -> None:
+        positive_ints(self, "num_decoder_layers", "relative_attention_num_buckets", "relative_attention_max_distance")
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the decoder output is scaled by d_model^-0.5 before the head."""
+        return self.tie_word_embeddings if self.scale_decoder_outputs is None else self.scale_decoder_outputs
+
+
+def decoder_layers(config: ModelConfig) -> int:
+    """How many decoder blocks a T5 config asks for."""
+    return config.options.num_decoder_layers or config.num_layers
+
+
+def _preset_options(family: str) -> Callable[..., T5Options]:
+    preset = PRESETS[family]
+    return functools.partial(T5Options, gated_ffn=preset["feed_forward_proj"].startswith("gated-"),
+                             tie_word_embeddings=preset["tie_word_embeddings"])
 
 
 # ---- builder ---------------------------------------------------------------------------------
@@ -92,9 +95,10 @@ def _norm(c: ModelConfig) -> RMSNorm:
     return RMSNorm(c.hidden_size, eps=c.layer_norm_eps)
 
 
-def _relative_bias(c: ModelConfig, o: dict[str, Any], bidirectional: bool) -> RelativePositionBias:
-    return RelativePositionBias(o["relative_attention_num_buckets"], o["relative_attention_max_distance"],
-                                c.num_heads, bidirectional=bidirectional)
+def _relative_bias(c: ModelConfig, bidirectional: bool) -> RelativePositionBias:
+    o = c.options
+    return RelativePositionBias(o.relative_attention_num_buckets, o.relative_attention_max_distance, c.num_heads,
+                                bidirectional=bidirectional)
 
 
 def build_t5(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
@@ -109,25 +113,25 @@ def build_t5(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = F
     if application not in (None, "encoder", "seq2seq"):
         raise ValueError(f"T5 is an encoder-decoder: application must be 'seq2seq' (or the default), "
                          f"found {application!r}")
-    c, o = config, t5_options(config)
+    c, o = config, config.options
     embeddings = Embeddings(c.vocab_size, c.hidden_size, type_vocab_size=0, positions=None, norm=None,
                             dropout=c.dropout)
     encoder = Stack(
-        nn.ModuleList(PreNormBlock(_self_attention(c), _ffn(c, o["gated_ffn"]), _norm(c), _norm(c), c.dropout)
+        nn.ModuleList(PreNormBlock(_self_attention(c), _ffn(c, o.gated_ffn), _norm(c), _norm(c), c.dropout)
                       for _ in range(c.num_layers)),
-        _norm(c), relative_bias=_relative_bias(c, o, bidirectional=True), dropout=c.dropout)
+        _norm(c), relative_bias=_relative_bias(c, bidirectional=True), dropout=c.dropout)
     decoder = Stack(
         nn.ModuleList(
             PreNormDecoderBlock(_self_attention(c),
                                 CrossAttention(c.hidden_size, c.num_heads, c.head_size, bias=False,
                                                dropout=c.attention_dropout, scale=1.0),
-                                _ffn(c, o["gated_ffn"]), _norm(c), _norm(c), _norm(c), c.dropout)
-            for _ in range(o["num_decoder_layers"])),
-        _norm(c), relative_bias=_relative_bias(c, o, bidirectional=False), dropout=c.dropout)
-    scale = c.hidden_size ** -0.5 if o["scale_decoder_outputs"] else 1.0
-    head = TokenTableHead(scale=scale) if o["tie_word_embeddings"] else LMHead(c.hidden_size, c.vocab_size, scale=scale)
+                                _ffn(c, o.gated_ffn), _norm(c), _norm(c), _norm(c), c.dropout)
+            for _ in range(decoder_layers(c))),
+        _norm(c), relative_bias=_relative_bias(c, bidirectional=False), dropout=c.dropout)
+    scale = c.hidden_size ** -0.5 if o.scaled else 1.0
+    head = TokenTableHead(scale=scale) if o.tie_word_embeddings else LMHead(c.hidden_size, c.vocab_size, scale=scale)
     model = EncoderDecoder(c, embeddings, encoder, decoder, head)
-    return init_weights(model, o["initializer_factor"])
+    return init_weights(model, o.initializer_factor)
 
 
 def init_weights(model: EncoderDecoder, factor: float = 1.0) -> EncoderDecoder:
@@ -205,7 +209,7 @@ def _first_int(*values: Any) -> int:
     raise ValueError("no value set")
 
 
-def config_from_hf(d: dict[str, Any], source: str = "<dict>", family: str | None = None) -> ModelConfig:
+def config_from_hf(d: dict[str, Any], source: str = "<dict>", family: str | None = None, names=None) -> ModelConfig:
     """Translate an HF T5Config / MT5Config dict; `family=None` decides it from the file.
 
     A named family must agree with the file's feed_forward_proj (a ReLU checkpoint cannot be
@@ -225,40 +229,37 @@ def config_from_hf(d: dict[str, Any], source: str = "<dict>", family: str | None
         if field not in d:
             raise ConfigError(f"{source}: required field {field!r} is missing (found fields: {sorted(d)})")
     d_kv = d.get("d_kv", 64)
-    extra = {
-        "gated_ffn": gated,
-        "tie_word_embeddings": _hf_tied(d, preset["tie_word_embeddings"]),
-        "num_decoder_layers": d.get("num_decoder_layers") or d["num_layers"],
-        "relative_attention_num_buckets": d.get("relative_attention_num_buckets", 32),
-        "relative_attention_max_distance": d.get("relative_attention_max_distance", 128),
-        "decoder_start_token_id": _first_int(d.get("decoder_start_token_id"), d.get("pad_token_id"), 0),
-        "eos_token_id": _first_int(d.get("eos_token_id"), 1),
-        "initializer_factor": float(d.get("initializer_factor", 1.0)),
-    }
+    options = T5Options(
+        gated_ffn=gated, tie_word_embeddings=_hf_tied(d, preset["tie_word_embeddings"]),
+        num_decoder_layers=d.get("num_decoder_layers") or d["num_layers"],
+        relative_attention_num_buckets=d.get("relative_attention_num_buckets", 32),
+        relative_attention_max_distance=d.get("relative_attention_max_distance", 128),
+        initializer_factor=float(d.get("initializer_factor", 1.0)))
     dropout = float(d.get("dropout_rate", 0.1))
     return ModelConfig(family=name, vocab_size=d["vocab_size"], hidden_size=d["d_model"], num_layers=d["num_layers"],
                        num_heads=d["num_heads"], head_size=d_kv, intermediate_size=d["d_ff"], type_vocab_size=0,
                        max_position=d.get("n_positions") or 512, hidden_act=act,
                        layer_norm_eps=d.get("layer_norm_epsilon", 1e-6), dropout=dropout, attention_dropout=dropout,
-                       pad_token_id=_first_int(d.get("pad_token_id"), 0),
-                       extra=extra, source=source)
+                       pad_token_id=_first_int(d.get("pad_token_id"), 0), eos_token_id=_first_int(d.get("eos_token_id"), 1),
+                       decoder_start_token_id=_first_int(d.get("decoder_start_token_id"), d.get("pad_token_id"), 0),
+                       options=options, source=source)
 
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """Our config as an HF T5Config / MT5Config dict (read back identically by config_from_hf)."""
-    o = t5_options(c)
+    o = c.options
     model_type = PRESETS[c.family]["model_type"]
-    if o["gated_ffn"]:
+    if o.gated_ffn:
         if c.hidden_act == "gelu":  # "gated-gelu" means the tanh approximation to transformers
             proj = "gated-gelu_python"
         else:
             proj = "gated-gelu" if c.hidden_act in _TANH_GELUS else f"gated-{c.hidden_act}"
     else:
         proj = "gelu_new" if c.hidden_act in _TANH_GELUS else c.hidden_act
-    if model_type == "mt5" and o["tie_word_embeddings"]:
+    if model_type == "mt5" and o.tie_word_embeddings:
         raise ConfigError(f"{c.source}: transformers' MT5 never scales a tied head; save this model as "
                           "family 't5.1.0' or untie it (tie_word_embeddings=False)")
-    if o["tie_word_embeddings"] and not o["scale_decoder_outputs"]:
+    if o.tie_word_embeddings and not o.scaled:
         raise ConfigError(f"{c.source}: transformers' T5 scales a tied head by d_model^-0.5; this model's is "
                           "unscaled (scale_decoder_outputs=False), which its config cannot say")
     hf = {
@@ -269,26 +270,31 @@ def config_to_hf(c: ModelConfig) -> dict[str, Any]:
         "d_kv": c.head_size,
         "d_ff": c.intermediate_size,
         "num_layers": c.num_layers,
-        "num_decoder_layers": o["num_decoder_layers"],
+        "num_decoder_layers": decoder_layers(c),
         "num_heads": c.num_heads,
-        "relative_attention_num_buckets": o["relative_attention_num_buckets"],
-        "relative_attention_max_distance": o["relative_attention_max_distance"],
+        "relative_attention_num_buckets": o.relative_attention_num_buckets,
+        "relative_attention_max_distance": o.relative_attention_max_distance,
         "dropout_rate": c.dropout,
         "layer_norm_epsilon": c.layer_norm_eps,
-        "initializer_factor": o["initializer_factor"],
+        "initializer_factor": o.initializer_factor,
         "feed_forward_proj": proj,
-        "tie_word_embeddings": o["tie_word_embeddings"],
+        "tie_word_embeddings": o.tie_word_embeddings,
         "is_encoder_decoder": True,
-        "pad_token_id": c.pad_token_id,
-        "eos_token_id": o["eos_token_id"],
-        "decoder_start_token_id": o["decoder_start_token_id"],
+        **_special_fields(c),
     }
     if model_type == "t5":
-        hf["scale_decoder_outputs"] = o["tie_word_embeddings"]  # read by transformers >= 5
+        hf["scale_decoder_outputs"] = o.tie_word_embeddings  # read by transformers >= 5
     if c.dropout != c.attention_dropout:
         raise ConfigError(f"{c.source}: T5 configs have one dropout_rate; dropout {c.dropout} and "
                           f"attention_dropout {c.attention_dropout} differ")
     return hf
+
+
+def _special_fields(c: ModelConfig) -> dict[str, int]:
+    """pad / eos / decoder-start ids as T5 configs write them (T5's own values where ours are unset)."""
+    pad = 0 if c.pad_token_id is None else c.pad_token_id
+    return {"pad_token_id": pad, "eos_token_id": 1 if c.eos_token_id is None else c.eos_token_id,
+            "decoder_start_token_id": pad if c.decoder_start_token_id is None else c.decoder_start_token_id}
 
 
 _ARCHITECTURES = {"t5": "T5ForConditionalGeneration", "mt5": "MT5ForConditionalGeneration"}
@@ -311,15 +317,15 @@ def _ffn_rules(ours: str, theirs: str, gated: bool) -> list[Rule]:
 _BIAS = "SelfAttention.relative_attention_bias.weight"  # stored in the first layer of each stack only
 
 
-def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str]]:
+def hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' T5ForConditionalGeneration / MT5ForConditionalGeneration names."""
-    o, p = t5_options(config), prefix
+    o, p = config.options, prefix
     E, D = f"{p}encoder.block.{{i}}.layer.", f"{p}decoder.block.{{i}}.layer."
     encoder = [
         Rule("encoder.blocks.{i}.attn.qkv.weight", [f"{E}0.SelfAttention.{n}.weight" for n in "qkv"]),
         Rule("encoder.blocks.{i}.attn.out.weight", f"{E}0.SelfAttention.o.weight"),
         Rule("encoder.blocks.{i}.attn_norm.weight", f"{E}0.layer_norm.weight"),
-        *_ffn_rules("encoder.blocks.{i}.ffn", f"{E}1.DenseReluDense", o["gated_ffn"]),
+        *_ffn_rules("encoder.blocks.{i}.ffn", f"{E}1.DenseReluDense", o.gated_ffn),
         Rule("encoder.blocks.{i}.ffn_norm.weight", f"{E}1.layer_norm.weight"),
     ]
     decoder = [
@@ -330,7 +336,7 @@ def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str
         Rule("decoder.blocks.{i}.cross.kv.weight", [f"{D}1.EncDecAttention.{n}.weight" for n in "kv"]),
         Rule("decoder.blocks.{i}.cross.out.weight", f"{D}1.EncDecAttention.o.weight"),
         Rule("decoder.blocks.{i}.cross_norm.weight", f"{D}1.layer_norm.weight"),
-        *_ffn_rules("decoder.blocks.{i}.ffn", f"{D}2.DenseReluDense", o["gated_ffn"]),
+        *_ffn_rules("decoder.blocks.{i}.ffn", f"{D}2.DenseReluDense", o.gated_ffn),
         Rule("decoder.blocks.{i}.ffn_norm.weight", f"{D}2.layer_norm.weight"),
     ]
     top = [
@@ -343,15 +349,15 @@ def hf_rules(config: ModelConfig, prefix: str = "") -> tuple[list[Rule], set[str
     # copies of the shared table some files store, and a bias older checkpoints carry but no model reads
     tied = {f"{p}encoder.embed_tokens.weight", f"{p}decoder.embed_tokens.weight",
             f"{p}decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"}
-    if o["tie_word_embeddings"]:
+    if o.tie_word_embeddings:
         tied.add("lm_head.weight")
     else:
         # an untied head that bert4keras scales (T5 PEGASUS): transformers' is unscaled, so the scale is
         # folded into its weight (theirs = ours * d_model^-0.5), which gives the same logits
-        fold = config.hidden_size ** 0.5 if o["scale_decoder_outputs"] else 1.0
+        fold = config.hidden_size ** 0.5 if o.scaled else 1.0
         top.append(Rule("lm_head.weight", "lm_head.weight", vocab_rows=True, scale=fold))
     rules = ([e for r in encoder for e in r.expand(config.num_layers, {})]
-             + [e for r in decoder for e in r.expand(o["num_decoder_layers"], {})] + top)
+             + [e for r in decoder for e in r.expand(decoder_layers(config), {})] + top)
     return rules, tied
 
 
@@ -384,16 +390,16 @@ def _tf_ffn(ours: str, theirs: str, gated: bool) -> list[Rule]:
             Rule(f"{ours}.down.weight", f"{theirs}/wo/kernel", transpose=True)]
 
 
-def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
+def tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- mesh TensorFlow T5 / mT5 variable names."""
-    o = t5_options(config)
+    o = config.options
     ln, final = _tf_norm_names(config, names)
     E, D = "encoder/block_{i:03d}/", "decoder/block_{i:03d}/"
     encoder = [
         Rule("encoder.blocks.{i}.attn.qkv.weight", [f"{E}layer_000/SelfAttention/{n}" for n in "qkv"], transpose=True),
         Rule("encoder.blocks.{i}.attn.out.weight", f"{E}layer_000/SelfAttention/o", transpose=True),
         Rule("encoder.blocks.{i}.attn_norm.weight", f"{E}layer_000/{ln}/scale"),
-        *_tf_ffn("encoder.blocks.{i}.ffn", f"{E}layer_001/DenseReluDense", o["gated_ffn"]),
+        *_tf_ffn("encoder.blocks.{i}.ffn", f"{E}layer_001/DenseReluDense", o.gated_ffn),
         Rule("encoder.blocks.{i}.ffn_norm.weight", f"{E}layer_001/{ln}/scale"),
     ]
     decoder = [
@@ -404,7 +410,7 @@ def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
         Rule("decoder.blocks.{i}.cross.kv.weight", [f"{D}layer_001/EncDecAttention/{n}" for n in "kv"], transpose=True),
         Rule("decoder.blocks.{i}.cross.out.weight", f"{D}layer_001/EncDecAttention/o", transpose=True),
         Rule("decoder.blocks.{i}.cross_norm.weight", f"{D}layer_001/{ln}/scale"),
-        *_tf_ffn("decoder.blocks.{i}.ffn", f"{D}layer_002/DenseReluDense", o["gated_ffn"]),
+        *_tf_ffn("decoder.blocks.{i}.ffn", f"{D}layer_002/DenseReluDense", o.gated_ffn),
         Rule("decoder.blocks.{i}.ffn_norm.weight", f"{D}layer_002/{ln}/scale"),
     ]
     bias = "block_000/layer_000/SelfAttention/relative_attention_bias"
@@ -415,10 +421,10 @@ def tf_rules(config: ModelConfig, names=None) -> tuple[list[Rule], set[str]]:
         Rule("encoder.norm.weight", f"encoder/{final}/scale"),
         Rule("decoder.norm.weight", f"decoder/{final}/scale"),
     ]
-    if not o["tie_word_embeddings"]:
+    if not o.tie_word_embeddings:
         top.append(Rule("lm_head.weight", "decoder/logits/kernel", transpose=True, vocab_rows=True))
     rules = ([e for r in encoder for e in r.expand(config.num_layers, {})]
-             + [e for r in decoder for e in r.expand(o["num_decoder_layers"], {})] + top)
+             + [e for r in decoder for e in r.expand(decoder_layers(config), {})] + top)
     # a cross-attention bias transformers also ignores in T5 files: tolerated if a checkpoint has it, never read
     return rules, {"decoder/block_000/layer_001/EncDecAttention/relative_attention_bias"}
 
@@ -432,7 +438,7 @@ _B4K_ACT = {"gelu": "gelu", "gelu_erf": "gelu", "gelu_tanh": "gelu_tanh", "relu"
             "silu": "silu"}
 
 
-def config_from_tf(d: dict[str, Any], source: str, family: str) -> ModelConfig:
+def config_from_tf(d: dict[str, Any], source: str, family: str, names=None) -> ModelConfig:
     """A T5 config beside a TensorFlow checkpoint -> ModelConfig: transformers' keys or bert4keras'."""
     if "d_model" in d:
         return config_from_hf(d, source, family)
@@ -450,30 +456,28 @@ def config_from_tf(d: dict[str, Any], source: str, family: str) -> ModelConfig:
     if act not in _B4K_ACT:
         raise ConfigError(f"{source}: field 'hidden_act' is {act!r}; expected one of {sorted(_B4K_ACT)}")
     dropout = float(d.get("hidden_dropout_prob", d.get("dropout_rate", 0.1)))
-    extra = {
-        "gated_ffn": gated,
-        "tie_word_embeddings": bool(d.get("tie_word_embeddings", preset["tie_word_embeddings"])),
+    options = T5Options(
+        gated_ffn=gated, tie_word_embeddings=bool(d.get("tie_word_embeddings", preset["tie_word_embeddings"])),
         # bert4keras divides the decoder output by sqrt(hidden_size) before any head (its option
         # logit_scale, default true); T5 PEGASUS learned its untied head under that scale
-        "scale_decoder_outputs": bool(d.get("logit_scale", True)),
-        "num_decoder_layers": d.get("num_decoder_layers") or d["num_hidden_layers"],
-        "relative_attention_num_buckets": d.get("relative_attention_num_buckets", 32),  # bert4keras fixes 32
-        "relative_attention_max_distance": d.get("relative_attention_max_distance", 128),
-        "decoder_start_token_id": d.get("decoder_start_token_id", 0),
-        "eos_token_id": d.get("eos_token_id", 1),
-        "initializer_factor": float(d.get("initializer_factor", 1.0)),
-    }
+        scale_decoder_outputs=bool(d.get("logit_scale", True)),
+        num_decoder_layers=d.get("num_decoder_layers") or d["num_hidden_layers"],
+        relative_attention_num_buckets=d.get("relative_attention_num_buckets", 32),  # bert4keras fixes 32
+        relative_attention_max_distance=d.get("relative_attention_max_distance", 128),
+        initializer_factor=float(d.get("initializer_factor", 1.0)))
     return ModelConfig(family=family, vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
                        num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
                        head_size=d.get("attention_head_size"), intermediate_size=d["intermediate_size"],
                        type_vocab_size=0, max_position=d.get("max_position_embeddings") or 512,
                        hidden_act=_B4K_ACT[act], layer_norm_eps=d.get("layer_norm_epsilon", 1e-6), dropout=dropout,
-                       attention_dropout=dropout, pad_token_id=d.get("pad_token_id", 0), extra=extra, source=source)
+                       attention_dropout=dropout, pad_token_id=d.get("pad_token_id", 0),
+                       eos_token_id=d.get("eos_token_id", 1), decoder_start_token_id=d.get("decoder_start_token_id", 0),
+                       options=options, source=source)
 
 
 def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> config.json in bert4keras' T5 keys (what T5 PEGASUS ships; read back identically)."""
-    o = t5_options(c)
+    o = c.options
     act = "gelu_tanh" if c.hidden_act in _TANH_GELUS else c.hidden_act
     if c.dropout != c.attention_dropout:
         raise ConfigError(f"{c.source}: T5 configs have one dropout rate; dropout {c.dropout} and "
@@ -485,21 +489,19 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
         "attention_head_size": c.head_size,
         "num_hidden_layers": c.num_layers,
         "vocab_size": c.vocab_size,
-        "hidden_act": [act, "linear"] if o["gated_ffn"] else act,
+        "hidden_act": [act, "linear"] if o.gated_ffn else act,
         "hidden_dropout_prob": c.dropout,
-        "relative_attention_num_buckets": o["relative_attention_num_buckets"],
-        "relative_attention_max_distance": o["relative_attention_max_distance"],
+        "relative_attention_num_buckets": o.relative_attention_num_buckets,
+        "relative_attention_max_distance": o.relative_attention_max_distance,
         "layer_norm_epsilon": c.layer_norm_eps,
-        "pad_token_id": c.pad_token_id,
-        "eos_token_id": o["eos_token_id"],
-        "decoder_start_token_id": o["decoder_start_token_id"],
-        "initializer_factor": o["initializer_factor"],
+        **_special_fields(c),
+        "initializer_factor": o.initializer_factor,
     }
-    if o["num_decoder_layers"] != c.num_layers:
-        d["num_decoder_layers"] = o["num_decoder_layers"]
-    if o["tie_word_embeddings"] != PRESETS[c.family]["tie_word_embeddings"]:
-        d["tie_word_embeddings"] = o["tie_word_embeddings"]
-    if not o["scale_decoder_outputs"]:
+    if decoder_layers(c) != c.num_layers:
+        d["num_decoder_layers"] = decoder_layers(c)
+    if o.tie_word_embeddings != PRESETS[c.family]["tie_word_embeddings"]:
+        d["tie_word_embeddings"] = o.tie_word_embeddings
+    if not o.scaled:
         d["logit_scale"] = False  # bert4keras' default is to scale
     if c.max_position != 512:
         d["max_position_embeddings"] = c.max_position
@@ -513,27 +515,37 @@ def tiny_config(family: str = "t5.1.0") -> ModelConfig:
     gated, act = _parse_ffn(preset["feed_forward_proj"], "tiny_config")
     return ModelConfig(family=family, vocab_size=50, hidden_size=24, num_layers=2, num_heads=3, head_size=7,
                        intermediate_size=37, type_vocab_size=0, hidden_act=act, layer_norm_eps=1e-6,
-                       extra={"gated_ffn": gated, "tie_word_embeddings": preset["tie_word_embeddings"],
-                              "num_decoder_layers": 3, "relative_attention_num_buckets": 10,
-                              "relative_attention_max_distance": 20})
+                       eos_token_id=1, decoder_start_token_id=0,
+                       options=T5Options(gated_ffn=gated, tie_word_embeddings=preset["tie_word_embeddings"],
+                                         num_decoder_layers=3, relative_attention_num_buckets=10,
+                                         relative_attention_max_distance=20))
 
 
-def _family(name: str, hf_model_types: tuple[str, ...]) -> Family:
-    # a file loaded without model= is routed by pretrained._hf_family through extras["family_from_hf"],
-    # so every name can insist on its own FFN shape
+def _hf_detect(name: str) -> Callable[[dict[str, Any], Any], bool]:
+    return lambda d, names: d.get("model_type") in ("t5", "mt5") and family_from_hf_config(d) == name
+
+
+# mesh TensorFlow names: gated FFNs store wi_0 / wi_1; mT5 and T5 PEGASUS name their norms rms_norm
+_TF_T5 = "encoder/block_000/layer_000/SelfAttention/q"
+_TF_GATED = "encoder/block_000/layer_001/DenseReluDense/wi_0/kernel"
+_TF_RMS = "encoder/block_000/layer_000/rms_norm/scale"
+_TF_DETECT = {"t5.1.0": holds(_TF_T5, absent=(_TF_GATED,)), "t5.1.1": holds(_TF_T5, _TF_GATED, absent=(_TF_RMS,)),
+              "mt5.1.1": holds(_TF_T5, _TF_GATED, _TF_RMS)}
+
+
+def _family(name: str) -> Family:
     return Family(
-        name=name, build=build_t5,
-        config_from_hf=lambda d, src: config_from_hf(d, src, name),
-        config_to_hf=config_to_hf, hf_model_types=hf_model_types, hf_rules=hf_rules, hf_prefixes=("",),
-        hf_architecture=hf_architecture, tiny=lambda: tiny_config(name),
-        tf_rules=tf_rules, config_from_tf=lambda d, src: config_from_tf(d, src, name), config_to_tf=config_to_tf,
-        tf_config_file="config.json", tf_checkpoint_name="model.ckpt",
-        extras={"family_from_hf": family_from_hf_config},
+        name=name, build=build_t5, tiny=lambda: tiny_config(name), options=_preset_options(name),
+        sources={
+            # a file loaded without model= goes to the family its model_type and feed_forward_proj say,
+            # and each name insists on its own FFN shape
+            "hf": Source(read_config=lambda d, src, names=None: config_from_hf(d, src, name), write_config=config_to_hf,
+                         rules=hf_rules, detect=_hf_detect(name), architecture=hf_architecture),
+            "tf": Source(read_config=lambda d, src, names=None: config_from_tf(d, src, name), write_config=config_to_tf,
+                         rules=tf_rules, detect=_TF_DETECT[name], config_file="config.json",
+                         checkpoint_name="model.ckpt"),
+        },
     )
 
 
-FAMILIES = {
-    "t5.1.0": _family("t5.1.0", ("t5",)),
-    "t5.1.1": _family("t5.1.1", ()),
-    "mt5.1.1": _family("mt5.1.1", ("mt5",)),
-}
+FAMILIES = {name: _family(name) for name in PRESETS}

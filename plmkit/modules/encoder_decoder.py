@@ -172,7 +172,7 @@ class EncoderDecoder(nn.Module):
                 encoder_output: torch.Tensor | None = None, cache: KVCache | None = None) -> Seq2SeqOutput:
         if decoder_input_ids is None:
             raise ValueError("an encoder-decoder model needs decoder_input_ids (T5 starts them with "
-                             f"decoder_start_token_id={self.config.extra.get('decoder_start_token_id', 0)})")
+                             f"decoder_start_token_id={self.config.decoder_start_token_id})")
         if encoder_output is None:
             if input_ids is None:
                 raise ValueError("pass input_ids, or encoder_output from model.encode(...)")

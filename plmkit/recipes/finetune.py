@@ -267,7 +267,7 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(model_path)
     model = from_pretrained(model_path, num_labels=len(names))
-    model.config.extra["labels"] = list(names)
+    model.config.labels = list(names)
     if cfg.dropout is not None:
         set_hidden_dropout(model, cfg.dropout)
     device = resolve_device(cfg.device)
@@ -400,7 +400,7 @@ class TextClassifier:
         if (model_dir / "model" / "config.json").exists():  # a finetune output directory
             model_dir = model_dir / "model"
         self.model = from_pretrained(model_dir, **inference_options(precision))
-        self.labels: list[str] = self.model.config.extra.get("labels") or []
+        self.labels: list[str] = self.model.config.labels or []
         if not self.labels:
             raise ValueError(f"{model_dir}: not a fine-tuned classifier (config.json has no id2label)")
         self.tokenizer = load_tokenizer(model_dir)
