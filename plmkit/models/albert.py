@@ -1,8 +1,8 @@
-"""ALBERT: factorised embeddings and one Transformer block shared by every layer.
+"""ALBERT: factorised embeddings and Transformer blocks shared across layers.
 
     ids, segments ─► Embeddings(token + segment + position in E dims ─► LayerNorm ─► project E → H)
-                 ─► albert:          SharedBlocks(PostNormBlock) applied L times (one copy of the weights)
-                    albert_unshared: L independent PostNormBlocks, each starting from the shared weights
+                 ─► albert:          the checkpoint's G x I distinct PostNormBlocks, applied L x I times
+                    albert_unshared: L x I independent PostNormBlocks, each starting from the block it used
                  ─► [Pooler] [MLMHead: H → E, LayerNorm(E), tied E-dim token table] [SOP head]
 
 ALBERT: arXiv:1909.11942. Loading the shared block into independent layers and fine-tuning
@@ -15,10 +15,19 @@ wide and normalised in H, and the MLM head returns through the same projection:
     ids ─► token table (E) ─► project E → H ─► + segment + position (H) ─► LayerNorm(H) ─► blocks
     MLM: dense H → H ─► act ─► LayerNorm(H) ─► (token table · projection)ᵀ + bias
 
-Checkpoint layout: transformers' AlbertModel groups layers (num_hidden_groups); released
-checkpoints use one group, which `albert` reads as one shared block. A model whose layers are
-independent (albert_unshared) is written with num_hidden_groups = num_layers, one group per
-layer, which transformers' AlbertModel loads as it is: no fine-tuned layer is thrown away.
+Layer groups (google-research/albert; transformers' AlbertTransformer): L = num_hidden_layers,
+G = num_hidden_groups, I = inner_group_num. Each of the G groups holds I blocks applied in
+sequence; layer i runs group i // (L / G). So there are G x I distinct blocks and L x I applications:
+
+    L=4, G=2, I=2:  layer 0: g0.0 ─► g0.1   layer 1: g0.0 ─► g0.1   layer 2: g1.0 ─► g1.1   layer 3: g1.0 ─► g1.1
+
+Released checkpoints use G = I = 1. Our names for the block of group g, inner index j:
+    G = I = 1 (one shared block)            blocks.block.*             (SharedBlocks)
+    G = L (no block runs twice)             blocks.{i * I + j}.*       (one per application, in order)
+    otherwise                               blocks.distinct.{g * I + j}.*   (ScheduledBlocks)
+A model whose blocks are independent (albert_unshared) has L x I layers and is written with
+num_hidden_layers = num_hidden_groups = L x I and inner_group_num = 1, one group per block, which
+transformers' AlbertModel loads to the same outputs: no fine-tuned block is thrown away.
 """
 from __future__ import annotations
 
@@ -30,7 +39,7 @@ from torch import nn
 
 from ..config import ConfigError, FamilyOptions, ModelConfig, config_from_bert_dict, positive_ints
 from ..convert.namemap import Rule
-from ..modules.blocks import SharedBlocks
+from ..modules.blocks import ScheduledBlocks, SharedBlocks
 from ..modules.embeddings import Embeddings
 from ..modules.encoder import Encoder
 from ..modules.heads import MLMHead, NSPHead, Pooler
@@ -57,13 +66,45 @@ class AlbertOptions(FamilyOptions):
         positive_ints(self, "num_hidden_groups", "inner_group_num")
 
 
-def num_groups(config: ModelConfig) -> int:
-    """How many distinct layers the checkpoint stores: 1 (shared) or num_layers (independent)."""
-    groups = config.options.num_hidden_groups
-    if groups not in (1, config.num_layers):
-        raise ConfigError(f"{config.source}: num_hidden_groups is {groups!r}; supported are 1 (one shared layer) "
-                          f"and num_hidden_layers ({config.num_layers}, independent layers)")
-    return groups
+def group_layout(config: ModelConfig) -> tuple[int, int]:
+    """(num_hidden_groups, inner_group_num) of `config`, checked: the one place that reads them.
+
+    Only group counts that divide num_hidden_layers are accepted: transformers runs group
+    int(i / (L / G)) at layer i, exactly i // (L / G) then; for other counts its float arithmetic
+    and Google's int(i / L * G) differ from that and from each other (L=18, G=14). (Google's also
+    strays for a few divisors, e.g. L = G = 22, where its checkpoint lacks a group: loading names it.)
+    """
+    L = config.num_layers
+    groups, inner = config.options.num_hidden_groups, config.options.inner_group_num  # positive (AlbertOptions)
+    if L % groups:
+        raise ConfigError(f"{config.source}: num_hidden_groups is {groups}, which does not divide num_hidden_layers "
+                          f"({L}); use a divisor of {L} (transformers' and Google's code assign layers to groups "
+                          "differently otherwise)")
+    if token_projection(config) and (inner != 1 or groups not in (1, L)):
+        raise ConfigError(f"{config.source}: this ALBERT uses brightmart/albert_zh's layout, which holds one shared "
+                          f"layer (or one per layer); found num_hidden_groups {groups} and inner_group_num {inner} "
+                          f"(supported: num_hidden_groups 1 or {L}, inner_group_num 1)")
+    return groups, inner
+
+
+def _applications(config: ModelConfig) -> list[tuple[int, int]]:
+    """(group, inner index) of each block application, in the order transformers' AlbertTransformer runs them."""
+    groups, inner = group_layout(config)
+    per_group = config.num_layers // groups
+    return [(i // per_group, j) for i in range(config.num_layers) for j in range(inner)]
+
+
+def _block_names(config: ModelConfig, unshared: bool) -> list[tuple[str, int, int]]:
+    """(our name prefix, group, inner index) for each of our blocks (see the module docstring).
+
+    `unshared`: one independent block per application, each read from the group's block it ran.
+    """
+    groups, inner = group_layout(config)
+    if not unshared and groups == inner == 1:
+        return [("blocks.block.", 0, 0)]
+    if unshared or groups == config.num_layers:
+        return [(f"blocks.{a}.", g, j) for a, (g, j) in enumerate(_applications(config))]
+    return [(f"blocks.distinct.{g * inner + j}.", g, j) for g in range(groups) for j in range(inner)]
 
 
 class ProjectedTokens(nn.Module):
@@ -116,37 +157,48 @@ def _encoder(config: ModelConfig, blocks: nn.Module, *, with_mlm: bool, with_poo
 
 def build_albert(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
                  application: str = "encoder") -> Encoder:
-    """ALBERT as its checkpoint lays it out: one shared block, or one per layer (num_hidden_groups = L)."""
+    """ALBERT as its checkpoint lays it out: G x I distinct blocks applied L x I times (see group_layout)."""
     c = config
-    if num_groups(c) == 1:
+    groups, inner = group_layout(c)
+    if groups == inner == 1:
         blocks = SharedBlocks(post_norm_block(c), c.num_layers)
+    elif groups == c.num_layers:  # no block runs twice: a plain stack
+        blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers * inner))
     else:
-        blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers))
+        blocks = ScheduledBlocks([post_norm_block(c) for _ in range(groups * inner)],
+                                 [g * inner + j for g, j in _applications(c)])
     return _encoder(c, blocks, with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, application=application)
 
 
 def build_albert_unshared(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False,
                           with_nsp: bool = False, application: str = "encoder") -> Encoder:
-    """ALBERT with independent layers; loading a shared checkpoint copies its block into each layer."""
-    num_groups(config)
-    # the model's own config records what it now is, L independent layers, so that saving writes them all
-    c = config.with_options(num_hidden_groups=config.num_layers)
-    blocks = nn.ModuleList(post_norm_block(c) for _ in range(c.num_layers))
+    """ALBERT with independent blocks, one per application; loading copies each from the block it ran."""
+    groups, inner = group_layout(config)
+    n = config.num_layers * inner
+    # the model's own config records what it now is, n independent layers of one block each, so that saving
+    # writes them all (transformers runs n groups of one block as the grouped model: the same outputs)
+    c = config.replace(num_layers=n).with_options(num_hidden_groups=n, inner_group_num=1)
+    blocks = nn.ModuleList(post_norm_block(c) for _ in range(n))
     return _encoder(c, blocks, with_mlm=with_mlm, with_pool=with_pool, with_nsp=with_nsp, application=application)
 
 
 # ---- Hugging Face names (data) ---------------------------------------------------------------
 
-def _rules(config: ModelConfig, prefix: str, shared: bool) -> tuple[list[Rule], set[str]]:
+def _hf_block_rules(o: str, t: str) -> list[Rule]:
+    """One ALBERT layer: ours under `o`, transformers' AlbertLayer under `t`."""
+    qkv = [f"{t}attention.{n}" for n in ("query", "key", "value")]
+    pairs = [("attn.out", "attention.dense"), ("attn_norm", "attention.LayerNorm"), ("ffn.up", "ffn"),
+             ("ffn.down", "ffn_output"), ("ffn_norm", "full_layer_layer_norm")]
+    return [Rule(f"{o}attn.qkv.{w}", [f"{n}.{w}" for n in qkv]) for w in ("weight", "bias")] + [
+        Rule(f"{o}{ours}.{w}", f"{t}{theirs}.{w}") for ours, theirs in pairs for w in ("weight", "bias")]
+
+
+def _rules(config: ModelConfig, prefix: str, unshared: bool) -> tuple[list[Rule], set[str]]:
     if token_projection(config):
         raise ConfigError(f"{config.source}: this ALBERT uses brightmart/albert_zh's layout (the projection "
                           "applies to the token vectors only), which transformers' AlbertModel cannot express; "
                           "save it with format='tf'")
     p = prefix
-    o = "blocks.block." if shared else "blocks.{i}."
-    g = "0" if num_groups(config) == 1 else "{i}"  # one group read into every layer, or group i into layer i
-    t = f"{p}encoder.albert_layer_groups.{g}.albert_layers.0."
-    qkv = [f"{t}attention.{n}" for n in ("query", "key", "value")]
     pairs = [
         ("embeddings.token.weight", f"{p}embeddings.word_embeddings.weight"),
         ("embeddings.segment.weight", f"{p}embeddings.token_type_embeddings.weight"),
@@ -155,16 +207,6 @@ def _rules(config: ModelConfig, prefix: str, shared: bool) -> tuple[list[Rule], 
         ("embeddings.norm.bias", f"{p}embeddings.LayerNorm.bias"),
         ("embeddings.project.weight", f"{p}encoder.embedding_hidden_mapping_in.weight"),
         ("embeddings.project.bias", f"{p}encoder.embedding_hidden_mapping_in.bias"),
-        (f"{o}attn.out.weight", f"{t}attention.dense.weight"),
-        (f"{o}attn.out.bias", f"{t}attention.dense.bias"),
-        (f"{o}attn_norm.weight", f"{t}attention.LayerNorm.weight"),
-        (f"{o}attn_norm.bias", f"{t}attention.LayerNorm.bias"),
-        (f"{o}ffn.up.weight", f"{t}ffn.weight"),
-        (f"{o}ffn.up.bias", f"{t}ffn.bias"),
-        (f"{o}ffn.down.weight", f"{t}ffn_output.weight"),
-        (f"{o}ffn.down.bias", f"{t}ffn_output.bias"),
-        (f"{o}ffn_norm.weight", f"{t}full_layer_layer_norm.weight"),
-        (f"{o}ffn_norm.bias", f"{t}full_layer_layer_norm.bias"),
         ("pooler.dense.weight", f"{p}pooler.weight"),
         ("pooler.dense.bias", f"{p}pooler.bias"),
         ("mlm.dense.weight", "predictions.dense.weight"),
@@ -175,11 +217,9 @@ def _rules(config: ModelConfig, prefix: str, shared: bool) -> tuple[list[Rule], 
         ("nsp.dense.bias", "sop_classifier.classifier.bias"),
     ]
     rules = [Rule(ours, theirs, vocab_rows=ours == "embeddings.token.weight") for ours, theirs in pairs]
-    rules += [
-        Rule(f"{o}attn.qkv.weight", [f"{n}.weight" for n in qkv]),
-        Rule(f"{o}attn.qkv.bias", [f"{n}.bias" for n in qkv]),
-        Rule("mlm.bias", "predictions.bias", vocab_rows=True),
-    ]
+    rules.append(Rule("mlm.bias", "predictions.bias", vocab_rows=True))
+    for o, g, j in _block_names(config, unshared):  # a shared group's block is read once per block of ours
+        rules += _hf_block_rules(o, f"{p}encoder.albert_layer_groups.{g}.albert_layers.{j}.")
     tied = {"predictions.decoder.weight", "predictions.decoder.bias", f"{p}embeddings.position_ids",
             f"{p}embeddings.token_type_ids"}
     return [e for r in rules for e in r.expand(config.num_layers, {})], tied
@@ -187,18 +227,18 @@ def _rules(config: ModelConfig, prefix: str, shared: bool) -> tuple[list[Rule], 
 
 def hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our `albert` names <- transformers' AlbertModel / AlbertForMaskedLM / AlbertForPreTraining names."""
-    return _rules(config, prefix, shared=num_groups(config) == 1)
+    return _rules(config, prefix, unshared=False)
 
 
 def unshared_hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
-    """Our `albert_unshared` names <- the same files: the one shared group is read into every layer."""
-    return _rules(config, prefix, shared=False)
+    """Our `albert_unshared` names <- the same files: each group's block is read into every layer that runs it."""
+    return _rules(config, prefix, unshared=True)
 
 
 # ---- original TensorFlow names (data) ------------------------------------------------------------
 # Google (google-research/albert modeling.py): embeddings E wide under bert/embeddings, the E → H
 # mapping in bert/encoder/embedding_hidden_mapping_in, layer groups under
-# bert/encoder/transformer/group_{g}/inner_group_0/ (group g = layer i when every layer has its own).
+# bert/encoder/transformer/group_{g}/inner_group_{j}/ (see the module docstring for which layers run them).
 # brightmart/albert_zh (modeling.py, run_pretraining.py): BERT's names, word_embeddings_2 for the
 # token projection, one scope bert/encoder/layer_shared/ for the shared layer (bert/encoder/layer_{i}/
 # when we write independent layers: the names BERT's code, which albert_zh copies, gives them).
@@ -224,8 +264,8 @@ def _tf_block_rules(o: str, t: str, n: dict[str, str]) -> list[Rule]:
     return rules
 
 
-def _tf_rules(config: ModelConfig, names, shared: bool) -> tuple[list[Rule], set[str]]:
-    groups = num_groups(config)
+def _tf_rules(config: ModelConfig, names, unshared: bool) -> tuple[list[Rule], set[str]]:
+    groups, _ = group_layout(config)
     brightmart = token_projection(config)
     if names is not None:
         in_file = "bert/embeddings/word_embeddings_2" in names
@@ -236,7 +276,6 @@ def _tf_rules(config: ModelConfig, names, shared: bool) -> tuple[list[Rule], set
                 + ("albert_zh configs carry no Google group fields: remove inner_group_num / net_structure_type "
                    "/ down_scale_factor / gap_size / num_memory_blocks" if in_file else
                    'Google configs carry the group fields: add "inner_group_num": 1'))
-    o = "blocks.block." if shared else "blocks.{i}."
     E = "bert/embeddings/"
     rules = [
         Rule("embeddings.segment.weight", f"{E}token_type_embeddings"),
@@ -247,26 +286,27 @@ def _tf_rules(config: ModelConfig, names, shared: bool) -> tuple[list[Rule], set
     if brightmart:
         rules += [Rule("embeddings.token.table.weight", f"{E}word_embeddings", vocab_rows=True),
                   Rule("embeddings.token.project.weight", f"{E}word_embeddings_2", transpose=True)]
-        scope = "bert/encoder/layer_shared/" if groups == 1 else "bert/encoder/layer_{i}/"
-        rules += _tf_block_rules(o, scope, _BERT_BLOCK)
+        for o, g, _ in _block_names(config, unshared):  # one group, or one per layer (group_layout)
+            scope = "bert/encoder/layer_shared/" if groups == 1 else f"bert/encoder/layer_{g}/"
+            rules += _tf_block_rules(o, scope, _BERT_BLOCK)
     else:
         rules += [Rule("embeddings.token.weight", f"{E}word_embeddings", vocab_rows=True),
                   Rule("embeddings.project.weight", "bert/encoder/embedding_hidden_mapping_in/kernel", transpose=True),
                   Rule("embeddings.project.bias", "bert/encoder/embedding_hidden_mapping_in/bias")]
-        g = "0" if groups == 1 else "{i}"  # one group read into every layer, or group i into layer i
-        rules += _tf_block_rules(o, f"bert/encoder/transformer/group_{g}/inner_group_0/", _GOOGLE_BLOCK)
+        for o, g, j in _block_names(config, unshared):
+            rules += _tf_block_rules(o, f"bert/encoder/transformer/group_{g}/inner_group_{j}/", _GOOGLE_BLOCK)
     rules += bert.TF_HEAD_RULES  # nsp is the sentence-order head here
     return [e for r in rules for e in r.expand(config.num_layers, {})], set()
 
 
 def tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our `albert` names <- Google ALBERT / brightmart albert_zh TensorFlow variable names."""
-    return _tf_rules(config, names, shared=num_groups(config) == 1)
+    return _tf_rules(config, names, unshared=False)
 
 
 def unshared_tf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
-    """Our `albert_unshared` names <- the same checkpoints: the one shared layer is read into every layer."""
-    return _tf_rules(config, names, shared=False)
+    """Our `albert_unshared` names <- the same checkpoints: each group's layer is read into every layer running it."""
+    return _tf_rules(config, names, unshared=True)
 
 
 # Fields only Google's albert_config.json carries; albert_zh's configs are BERT's plus embedding_size.
@@ -281,6 +321,7 @@ def _config_from_tf(family: str):
         c = _config_from_hf(family)(d, source)
         if not any(k in d for k in _GOOGLE_FIELDS):
             c = c.with_options(token_projection=True)
+            group_layout(c)  # albert_zh's layout allows fewer group layouts
         return c
     return convert
 
@@ -303,12 +344,13 @@ def config_to_tf(c: ModelConfig) -> dict[str, Any]:
     }
     if c.layer_norm_eps != 1e-12:  # neither release's code reads it (TF's layer_norm uses 1e-12); we do
         d["layer_norm_eps"] = c.layer_norm_eps
+    groups, inner = group_layout(c)
     if token_projection(c):
-        if num_groups(c) != 1:
-            d["num_hidden_groups"] = num_groups(c)  # albert_zh's code has no such field; our reader does
+        if groups != 1:
+            d["num_hidden_groups"] = groups  # albert_zh's code has no such field; our reader does
         return d
-    return d | {"num_hidden_groups": num_groups(c), "net_structure_type": 0, "gap_size": 0, "num_memory_blocks": 0,
-                "inner_group_num": 1, "down_scale_factor": 1}
+    return d | {"num_hidden_groups": groups, "net_structure_type": 0, "gap_size": 0, "num_memory_blocks": 0,
+                "inner_group_num": inner, "down_scale_factor": 1}
 
 
 def _config_from_hf(family: str):
@@ -316,22 +358,20 @@ def _config_from_hf(family: str):
         c = config_from_bert_dict(d, family, source)
         if "hidden_act" not in d:
             c = c.replace(hidden_act="gelu_new")  # transformers' AlbertConfig default
-        if d.get("inner_group_num", 1) != 1:
-            raise ConfigError(f"{source}: inner_group_num is {d['inner_group_num']!r}; only 1 is supported "
-                              "(every released ALBERT checkpoint uses 1)")
         if d.get("tie_word_embeddings") is False:
             raise ConfigError(f"{source}: tie_word_embeddings is false; ALBERT's MLM decoder is built tied to "
                               "the token embeddings")
-        c = c.with_options(num_hidden_groups=d.get("num_hidden_groups", 1))
-        num_groups(c)
+        c = c.with_options(num_hidden_groups=d.get("num_hidden_groups", 1), inner_group_num=d.get("inner_group_num", 1))
+        group_layout(c)
         return c
     return convert
 
 
 def config_to_hf(c: ModelConfig) -> dict[str, Any]:
     """ModelConfig -> an HF AlbertConfig dict."""
+    groups, inner = group_layout(c)
     return {"model_type": "albert", "embedding_size": c.embedding_size or c.hidden_size,
-            "num_hidden_groups": num_groups(c), "inner_group_num": 1} | hf_encoder_fields(c)
+            "num_hidden_groups": groups, "inner_group_num": inner} | hf_encoder_fields(c)
 
 
 def hf_architecture(model: nn.Module) -> str:
