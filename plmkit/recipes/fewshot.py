@@ -19,41 +19,48 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..data import Examples, encode_labels, mask_tokens, read_examples
 from ..files import save_json
+from ..hardware import resolve_device
 from ..pretrained import load_source, open_checkpoint, save_pretrained
 from ..tasks.pet import (PROMPTS_FILE, Pattern, PromptClassifier, PromptEmbeddings, Verbalizer,
                          classifier_from_config, load_prompts, prompt_config, prompt_loss, read_prompt_config,
                          save_prompts)
 from ..tokenizers import load_tokenizer
-from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from ..training import Trainer, build_optimizer, lambda_scheduler, move_to, warmup_linear
 
 __all__ = ["FewShotConfig", "run_fewshot", "sample_examples", "FewShotClassifier", "PET_PATTERNS", "PTUNE_PATTERN"]
 
 # Sentiment patterns in the spirit of kexue.fm/archives/7764 (prefix and suffix)
 PET_PATTERNS = ["{mask}满意。{text}", "{text}总之很{mask}满意。", "感觉{mask}好。{text}"]
 PTUNE_PATTERN = "{p}{p}{p}{p}{mask}{p}{p}{p}{p}{text}"
+LM_LR = 1e-4  # the language model's weights move (PET; P-tuning with trainable_lm)
+PROMPT_LR = 1e-2  # a frozen LM: only the prompt vectors move, and they need a large step
 
 
 @dataclass
 class FewShotConfig:
-    """PET / P-tuning settings; steps are optimizer steps, whatever the number of examples."""
+    """PET / P-tuning settings; steps are optimizer steps, whatever the number of examples.
 
-    patterns: list[str] = field(default_factory=lambda: list(PET_PATTERNS))
+    A None is the recipe's default, which depends on other fields: run_fewshot fills it in (and records it).
+    """
+
+    patterns: list[str] | None = None  # None: PET_PATTERNS, or [PTUNE_PATTERN] with prompt_tuning
     words: dict[str, str] = field(default_factory=lambda: {"1": "很", "0": "不"})
-    combine: str = "product"
-    loss: str = "vocab"
+    combine: Literal["product", "mean"] = "product"
+    loss: Literal["vocab", "label"] = "vocab"
     max_length: int = 128
     batch_size: int = 16
     steps: int = 100
-    lr: float = 1e-4
+    lr: float | None = field(default=None, metadata={
+        "help": f"default {LM_LR}; {PROMPT_LR} for P-tuning with a frozen language model"})
     weight_decay: float = 0.01
     warmup: float = 0.1
     precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
@@ -68,6 +75,15 @@ class FewShotConfig:
     text_col: str = "text"
     pair_col: str | None = None
     label_col: str = "label"
+    device: str | None = None  # default: cuda when available, else cpu
+
+    def resolved(self) -> FewShotConfig:
+        """A copy with every None default filled in: the patterns and learning rate of PET or P-tuning."""
+        frozen_lm = self.prompt_tuning and not self.trainable_lm
+        patterns = self.patterns if self.patterns is not None else (
+            [PTUNE_PATTERN] if self.prompt_tuning else list(PET_PATTERNS))
+        return replace(self, patterns=list(patterns),
+                       lr=self.lr if self.lr is not None else PROMPT_LR if frozen_lm else LM_LR)
 
 
 def sample_examples(data: Examples, n: int, seed: int) -> Examples:
@@ -151,6 +167,15 @@ def _member(model_path: str | Path, tokenizer, pattern: str, cfg: FewShotConfig,
     return PromptClassifier(model, tokenizer, pattern, verbalizer, prompts=prompts, max_length=cfg.max_length)
 
 
+def _on_device(clf: PromptClassifier, device: torch.device) -> PromptClassifier:
+    """`clf` moved to `device`, its batches following it (PromptClassifier.forward reads a batch where
+    encode() made it, on the CPU, so elsewhere each call moves its batch first)."""
+    clf.to(device)
+    if device.type != "cpu":
+        clf.register_forward_pre_hook(lambda module, args: (move_to(args[0], device), *args[1:]))
+    return clf
+
+
 def _train(clf: PromptClassifier, rows: list[tuple], unlabeled: list[str], cfg: FewShotConfig, seed: int,
            work: Path, progress: bool) -> None:
     torch.manual_seed(seed)
@@ -161,7 +186,8 @@ def _train(clf: PromptClassifier, rows: list[tuple], unlabeled: list[str], cfg: 
     optimizer = build_optimizer(clf, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lambda_scheduler(optimizer, warmup_linear(int(cfg.steps * cfg.warmup), cfg.steps))
     trainer = Trainer(clf.train(), _loss(cfg.loss, cfg.unlabeled_weight), optimizer, scheduler, max_grad_norm=1.0,
-                      precision=cfg.precision, out_dir=work, progress=progress, log_every=10)
+                      precision=cfg.precision, out_dir=work, progress=progress, log_every=10,
+                      device=next(clf.parameters()).device)
     trainer.fit(loader, epochs=math.ceil(cfg.steps / len(loader)), max_steps=cfg.steps, resume=False)
     (work / "checkpoint.pt").unlink(missing_ok=True)
     clf.eval()
@@ -175,13 +201,18 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
                 valid: str | Path | None = None, test: str | Path | None = None,
                 unlabeled: Sequence[str | Path] = (), cfg: FewShotConfig | None = None, progress: bool = True,
                 overwrite: bool = False) -> dict:
-    """Zero-shot (no `train`) or few-shot PET / P-tuning over each pattern, then their ensemble."""
-    cfg = cfg or FewShotConfig()
+    """Zero-shot (no `train`) or few-shot PET / P-tuning over each pattern, then their ensemble.
+
+    `cfg` None fields take the recipe's defaults (FewShotConfig.resolved), recorded in the report.
+    """
+    cfg = (cfg or FewShotConfig()).resolved()
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(f"output directory {out} already exists (pass overwrite to replace it)")
     if not cfg.patterns:
         raise ValueError("give at least one pattern")
+    Verbalizer(cfg.words, cfg.combine)  # a bad verbalizer fails before anything is read or written
+    device = resolve_device(cfg.device)
     started = time.time()
     labels = list(cfg.words)
     read = dict(text_col=cfg.text_col, pair_col=cfg.pair_col, label_col=cfg.label_col)
@@ -204,7 +235,7 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
     tokenizer = load_tokenizer(model_path)
     report = {"kind": "ptune" if cfg.prompt_tuning else "pet", "labels": labels, "model": str(model_path),
               "train_examples": len(train_ex) if train_ex is not None else 0, "config": asdict(cfg),
-              "members": [], "patterns": {}}
+              "device": str(device), "members": [], "patterns": {}}
     summed = {name: None for name in evals}
     zero_shot_model = None
     for i, pattern in enumerate(cfg.patterns):
@@ -215,6 +246,8 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
                                    max_length=cfg.max_length)
         else:
             clf = _member(model_path, tokenizer, pattern, cfg, cfg.seed + i)
+        clf = _on_device(clf, device)
+        if rows is not None:
             _train(clf, rows, texts_unlabeled, cfg, cfg.seed + i, member_dir, progress)
         if cfg.calibrate:
             pool = texts_unlabeled or (train_ex.texts if train_ex is not None else [])

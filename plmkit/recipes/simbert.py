@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import mask_tokens
-from ..hardware import resolve_precision
+from ..hardware import resolve_device, resolve_precision
 from ..modules.linear import Linear
 from ..sentence import encode_sentences, pool
 from ..similarity.contrastive import accumulated_backward, paired_contrastive_loss
@@ -57,6 +57,7 @@ class SimBertConfig:
     chunks: int = 1  # >1: exact gradient accumulation over this many chunks of the batch
     precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
     seed: int = 0
+    device: str | None = None  # where train_simbert trains the model; default: cuda when available, else cpu
 
 
 # ---- batches ------------------------------------------------------------------------------------
@@ -177,11 +178,13 @@ def build_simbert(config, **options) -> nn.Module:
     return build_model(config, with_mlm=True, with_pool=True, application="unilm", **options)
 
 
-def load_simbert(path, **options) -> nn.Module:
-    """A pretrained checkpoint as a UniLM encoder with MLM head and pooler."""
+def load_simbert(path, *, device: str | torch.device | None = None, **options) -> nn.Module:
+    """A pretrained checkpoint as a UniLM encoder with MLM head and pooler, on `device` (default: cuda when
+    available, else cpu)."""
     from ..pretrained import from_pretrained
 
-    return from_pretrained(path, with_mlm=True, with_pool=True, application="unilm", **options)
+    model = from_pretrained(path, with_mlm=True, with_pool=True, application="unilm", **options)
+    return model.to(resolve_device(device))
 
 
 def _check_model(model: nn.Module) -> None:
@@ -243,7 +246,7 @@ def train_simbert(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]],
                   config: SimBertConfig | None = None, *, teacher: Teacher | None = None,
                   segment: Callable[[str], list[str]] | None = None,
                   callback: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
-    """Train in place for config.steps steps; returns one record of losses per step.
+    """Train in place, on config.device, for config.steps steps; returns one record of losses per step.
 
     `teacher(texts)` gives reference vectors for distillation; `segment(text)` gives the words
     for whole-word noise (None: tokens); `callback(step, record)` is called after every step.
@@ -252,6 +255,7 @@ def train_simbert(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]],
     _check_model(model)
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 pairs to contrast, found {len(pairs)}")
+    model.to(resolve_device(config.device))  # simbert_step moves each batch to the model's device
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout
     optimizer = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
@@ -299,7 +303,9 @@ def generate_sampler(model: nn.Module, token_ids: list[int], segment_ids: list[i
     """n continuations sampled with plmkit.generate (UniLM: generated tokens are segment 1)."""
     from ..generation import generate
 
-    out = generate(model, torch.tensor([token_ids]), token_type_ids=torch.tensor([segment_ids]),
+    device = next(model.parameters()).device  # generate decodes where its inputs are
+    out = generate(model, torch.tensor([token_ids], device=device),
+                   token_type_ids=torch.tensor([segment_ids], device=device),
                    max_new_tokens=max_new_tokens, do_sample=True, top_p=top_p, num_return_sequences=n,
                    generator=generator, eos_token_id=end_id)  # (n, new tokens): UniLM returns the target only
     return [row.tolist() for row in out]
