@@ -37,7 +37,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         raise ValueError("give a checkpoint path, or --hardware")
     source = open_checkpoint(args.path, args.model, args.config)
     heads = available_heads(source)  # build every head the file holds, so coverage speaks of all of it
-    options = {k: v for k, v in heads.items() if not (k == "num_labels" and source.config.extra.get("labels"))}
+    options = {k: v for k, v in heads.items() if not (k == "num_labels" and source.config.labels)}
     model = load_source(source, options, allow_missing=True, allow_unexpected=True)
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())

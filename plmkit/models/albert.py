@@ -389,7 +389,8 @@ def tiny_config(family: str = "albert") -> ModelConfig:
 
 # Google's layout (embedding_hidden_mapping_in, transformer/group_{g}) or brightmart's (word_embeddings_2)
 def _tf_detect(d: dict[str, Any], names) -> bool:
-    return "bert/encoder/embedding_hidden_mapping_in/kernel" in names or "bert/embeddings/word_embeddings_2" in names
+    return "bert/embeddings/word_embeddings_2" in names or any(
+        n.startswith("bert/encoder/transformer/group_") for n in names)
 
 
 def _family(name: str, build, hf_rules_, tf_rules_, detect: bool) -> Family:

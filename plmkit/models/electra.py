@@ -42,6 +42,13 @@ class ReplacedTokenHead(nn.Module):
         return self.score(self.transform.forward_act(hidden, self.act)).squeeze(-1)  # (B, T)
 
 
+@dataclass(frozen=True)
+class ElectraOptions(FamilyOptions):
+    """Which model of an ELECTRA checkpoint the config describes (TensorFlow releases hold both)."""
+
+    part: Literal["discriminator", "generator"] = "discriminator"
+
+
 def build_electra(config: ModelConfig, *, with_mlm: bool = False, with_pool: bool = False, with_nsp: bool = False,
                   application: str = "encoder", with_rtd: bool = False) -> Encoder:
     """ELECTRA encoder with the discriminator's RTD head (with_rtd) or the generator's MLM head (with_mlm)."""
@@ -51,6 +58,8 @@ def build_electra(config: ModelConfig, *, with_mlm: bool = False, with_pool: boo
     if with_mlm and with_rtd:
         raise ValueError("with_mlm (generator) and with_rtd (discriminator) come from different ELECTRA "
                          "checkpoints; load each into its own model")
+    if with_mlm or with_rtd:  # the head says which model of a checkpoint this is; its config records it
+        config = config.with_options(part="generator" if with_mlm else "discriminator")
     c = config
     dim = c.embedding_size or c.hidden_size
     embeddings = Embeddings(c.vocab_size, dim, type_vocab_size=c.type_vocab_size,
@@ -68,13 +77,6 @@ def build_electra(config: ModelConfig, *, with_mlm: bool = False, with_pool: boo
 
 
 # ---- Hugging Face names (data) ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ElectraOptions(FamilyOptions):
-    """Which model of an ELECTRA checkpoint the config describes (TensorFlow releases hold both)."""
-
-    part: Literal["discriminator", "generator"] = "discriminator"
-
 
 def hf_rules(config: ModelConfig, prefix: str = "", names=None) -> tuple[list[Rule], set[str]]:
     """Our names <- transformers' ElectraModel / ElectraForPreTraining / ElectraForMaskedLM names."""
