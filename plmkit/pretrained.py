@@ -267,8 +267,9 @@ def _check_layer_counts(source: CheckpointSource, config: ModelConfig, *, allow_
             layers[_LAYER_FIELDS[m.group(1)]].setdefault(int(m.group(2)), set()).update(rule.theirs)
     for field_name, by_layer in layers.items():
         probe_n, wanted = probe_counts[field_name], counts[field_name]
-        if len(by_layer) < probe_n or (probe_n > 1 and by_layer[0] == by_layer[1]):
-            continue  # one set of weights for every layer (ALBERT): no count to compare
+        reads = [t for names in by_layer.values() for t in names]
+        if len(by_layer) < probe_n or len(reads) != len(set(reads)):
+            continue  # layers that share weights (ALBERT's layer groups): no count to compare
         held = 0
         while held < probe_n and any(t in source.names for t in by_layer[held]):
             held += 1

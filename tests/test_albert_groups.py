@@ -26,14 +26,7 @@ BASE = dict(vocab_size=67, embedding_size=14, hidden_size=36, num_attention_head
 LAYOUTS = [(4, 2, 1), (4, 2, 2), (3, 1, 2), (6, 3, 1), (2, 2, 2)]
 IDS = [f"L{L}-G{G}-I{I}" for L, G, I in LAYOUTS]
 TOL = 1e-5
-# pretrained._check_layer_counts skips its layer count check only when layers 0 and 1 read the same
-# tensors; albert_unshared's blocks from one group of I > 1 layers read inner layers 0 and 1 there, and
-# the check then counts more layers than num_hidden_layers. It should skip whenever two of our layers
-# read one tensor; until it does, these loads are refused (strict: this fails once that is fixed).
-LAYER_CHECK = pytest.mark.xfail(raises=plmkit.ConfigError, strict=True,
-                                reason="pretrained._check_layer_counts refuses albert_unshared from G=1, I>1")
-UNSHARED_LAYOUTS = [pytest.param(layout, marks=LAYER_CHECK) if layout[1] == 1 and layout[2] > 1 else layout
-                    for layout in LAYOUTS]
+UNSHARED_LAYOUTS = LAYOUTS
 
 
 def _hf(layout, path, cls=None):
@@ -184,7 +177,7 @@ def test_grouped_albert_tf_round_trip(layout, tmp_path):
     assert (again.nsp_logits - out.nsp_logits).abs().max() <= TOL
 
 
-@pytest.mark.parametrize("layout", [(4, 2, 2), pytest.param((3, 1, 2), marks=LAYER_CHECK)],
+@pytest.mark.parametrize("layout", [(4, 2, 2), (3, 1, 2)],
                          ids=["L4-G2-I2", "L3-G1-I2"])
 def test_unshared_tf_round_trip(layout, tmp_path):
     """albert_unshared from a grouped TF checkpoint, written back as one group of one layer per block."""
@@ -258,8 +251,6 @@ def test_albert_zh_layout_keeps_one_shared_layer_or_one_per_layer():
         family.build(config.with_options(inner_group_num=2))
 
 
-@pytest.mark.xfail(strict=True, reason="training.optim.model_layer_of knows SharedBlocks' `block.` prefix only; "
-                                        "it should read ScheduledBlocks.depths() (see the report)")
 def test_layerwise_decay_places_grouped_blocks_at_their_depths(tmp_path):
     from plmkit.training.optim import model_layer_of
 

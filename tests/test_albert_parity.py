@@ -135,7 +135,7 @@ def test_albert_lm_and_unilm_attention(tmp_path):
 
 
 def test_albert_refuses_layer_groups_it_cannot_build(tmp_path):
-    cfg = dict(CONFIGS[0], num_hidden_layers=4, num_hidden_groups=2)
+    cfg = dict(CONFIGS[0], num_hidden_groups=2)  # 3 layers cannot be split into 2 groups
     _hf(transformers.AlbertModel, cfg, tmp_path)
     with pytest.raises(plmkit.ConfigError, match="num_hidden_groups is 2"):
         plmkit.from_pretrained(tmp_path)

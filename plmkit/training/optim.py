@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from ..modules.blocks import SharedBlocks
+from ..modules.blocks import ScheduledBlocks
 
 __all__ = ["build_optimizer", "default_layer_of", "model_layer_of", "Lookahead"]
 
@@ -28,10 +28,10 @@ def default_layer_of(name: str) -> int | None:
 
 
 def model_layer_of(model: nn.Module) -> Callable[[str], int | tuple[int, ...] | None]:
-    """``default_layer_of`` that also knows the model's shared blocks: a parameter of a block applied
-    L times (ALBERT's ``SharedBlocks``, named ``blocks.block.*``) sits at every depth 1..L at once."""
-    shared = {f"{name}.block.": tuple(range(1, len(m) + 1))
-              for name, m in model.named_modules() if isinstance(m, SharedBlocks)}
+    """``default_layer_of`` that also knows the model's shared blocks: a parameter of a block applied at
+    several depths (ALBERT's ``SharedBlocks`` / ``ScheduledBlocks``: layer groups) sits at each of them."""
+    shared = {f"{name}.{child}.": depths for name, m in model.named_modules() if isinstance(m, ScheduledBlocks)
+              for child, depths in m.depths().items()}
 
     def layer_of(name: str) -> int | tuple[int, ...] | None:
         for prefix, depths in shared.items():
@@ -57,7 +57,7 @@ def build_optimizer(
     means above the last block) learns at ``lr * d ** (top - l)``, where ``top`` is one
     more than the deepest layer found: heads keep ``lr``, the last block gets ``lr * d``,
     the embeddings the smallest rate. A parameter used at several depths (``layer_of``
-    returns a sequence: by default, a ``SharedBlocks`` block applied at depths 1..L, see
+    returns a sequence: by default, a ``ScheduledBlocks`` block applied at depths 1..L, see
     ``model_layer_of``) learns at the mean of their rates, the single rate closest to
     giving each application its own. Each group records its ``layer`` (an int, or a tuple
     of depths) and ``lr_scale``.
