@@ -27,8 +27,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from plmkit.pretrained import load_source, open_checkpoint
 
     if args.hardware:
-        from plmkit.hardware import report
-        device = _device(args.device, present=False) if args.device else None  # any device may be asked about
+        from plmkit.hardware import report, resolve_device
+        device = resolve_device(args.device, present=False)  # any device may be asked about, here or not
         for key, value in report(device=device).items():
             print(f"{key + ':':22s} {value}")
         if args.path is None:
@@ -57,12 +57,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
     import torch
 
     import plmkit
+    from plmkit.hardware import inference_device
     from plmkit.pretrained import inference_options
     from plmkit.sentence import encode_sentences
 
-    device = _device(args.device or ("cpu" if args.precision == "int8" else None))
-    if args.precision == "int8" and device.type != "cpu":
-        raise ValueError(f"--precision int8 (dynamic quantisation) runs on the CPU, found --device {args.device}")
+    device = inference_device(args.device, args.precision)
     path = Path(args.model) if args.model else _default_model()
     texts = args.texts or ["A man is playing a guitar.", "Someone plays an instrument.",
                            "The stock market fell sharply today.", "Shares dropped at the close."]
@@ -132,7 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     result = predict_file(args.model, args.input, args.out, text_col=args.text_col, pair_col=args.pair_col,
                           label_col=args.label_col, batch_size=args.batch_size, max_length=args.max_length,
-                          precision=args.precision)
+                          precision=args.precision, device=args.device)
     kept = f" ({result['blank']} blank input lines kept as empty records)" if result["blank"] else ""
     print(f"{result['predictions']} predictions written to {result['out']}{kept}")
     if "accuracy" in result:
@@ -215,13 +214,16 @@ def cmd_clue(args: argparse.Namespace) -> int:
 
 def cmd_similar(args: argparse.Namespace) -> int:
     """Index a file of sentences, or query an index."""
+    from plmkit.hardware import resolve_device
     from plmkit.similarity.retrieval import build_sentence_index, query_sentence_index
 
+    device = resolve_device(args.device)  # checked before anything is read, even when nothing is encoded
     if args.index_from:
         out = build_sentence_index(args.model or _default_model(), args.index_from, args.index, pooling=args.pooling,
-                                   whiten_dim=args.whiten_dim)
+                                   whiten_dim=args.whiten_dim, device=device)
         print(f"index written to {out}")
-    for query, hits in zip(args.query, query_sentence_index(args.index, args.query, k=args.k) if args.query else []):
+    hits_per_query = query_sentence_index(args.index, args.query, k=args.k, device=device) if args.query else []
+    for query, hits in zip(args.query, hits_per_query):
         print(f"query: {query}")
         for row, sentence, score in hits:
             print(f"  {score:.4f}  [{row}] {sentence}")
@@ -253,7 +255,7 @@ def _embed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", default="mean", choices=["cls", "pooler", "mean", "first_last_mean"])
     p.add_argument("--max-length", type=int, default=256)
     add_inference_precision(p)
-    p.add_argument("--device", help=f"{DEVICE_HELP} (int8: cpu)")
+    add_device_option(p)
 
 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
@@ -295,6 +297,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     add_inference_precision(p)
+    add_device_option(p)
 
 
 def _fewshot_arguments(p: argparse.ArgumentParser, ptune: bool) -> None:
@@ -339,6 +342,7 @@ def _similar_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--whiten-dim", type=int, help="fit BERT-whitening keeping this many dimensions (0: all)")
     p.add_argument("--query", nargs="*", default=[])
     p.add_argument("-k", type=int, default=5)
+    add_device_option(p, int8=False)
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -446,7 +450,9 @@ def config_from_args(args: argparse.Namespace, config_class, **fixed):
 
 def given_options(args: argparse.Namespace, config_class) -> dict:
     """{field: value} for the fields of a config dataclass the user gave on the command line, as the field
-    holds them (KEY=VALUE items as a dict); a device is checked to exist here."""
+    holds them (KEY=VALUE items as a dict); a device is checked to exist here, before the recipe starts."""
+    from plmkit.hardware import resolve_device
+
     hints = typing.get_type_hints(config_class)
     values = {}
     for f in dataclasses.fields(config_class):
@@ -456,7 +462,7 @@ def given_options(args: argparse.Namespace, config_class) -> dict:
         if typing.get_origin(_optional_of(hints[f.name])) is dict:
             value = _key_values(f.name, value)
         if f.name == "device":
-            _device(value)
+            resolve_device(value)
         values[f.name] = value
     return values
 
@@ -467,6 +473,12 @@ def add_inference_precision(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
                         help="bf16: fast where the CPU has native bf16; int8: dynamic quantisation (CPU)")
+
+
+def add_device_option(parser: argparse.ArgumentParser, *, int8: bool = True) -> None:
+    """--device for commands without a recipe config; `int8`: the command has --precision int8, which runs on
+    the CPU (plmkit.hardware.inference_device)."""
+    parser.add_argument("--device", help=DEVICE_HELP + (" (precision int8: cpu)" if int8 else ""))
 
 
 def _optional_of(hint):
@@ -519,26 +531,6 @@ def _key_values(name: str, items: list[str]) -> dict[str, str]:
             raise ValueError(f"--{name.replace('_', '-')}: {key!r} given twice")
         out[key] = value
     return out
-
-
-def _device(name: str | None, present: bool = True):
-    """resolve_device(name), with a name torch does not know, or (when `present`) a device this machine
-    lacks, raised as the user's error (one line) instead of a traceback from wherever it is first used."""
-    import torch
-
-    from plmkit.hardware import resolve_device
-
-    try:
-        device = resolve_device(name)
-    except RuntimeError as e:  # torch.device's own message lists the device types
-        raise ValueError(f"--device {name}: {e}") from None
-    if present and device.type != "cpu":
-        backend = getattr(torch, device.type, None)
-        count = backend.device_count() if getattr(backend, "is_available", lambda: False)() else 0
-        if (device.index or 0) >= count:
-            raise ValueError(f"--device {name}: this machine has {count} {device.type} device"
-                             f"{'' if count == 1 else 's'} (torch {torch.__version__}); try --device cpu")
-    return device
 
 
 # Errors a user causes and can fix: ValueError is the base of plmkit's own (DataError, ConfigError,

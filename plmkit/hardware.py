@@ -145,11 +145,61 @@ def choose(hw: Hardware, device: str | torch.device | None = None) -> Choices:
     return Choices(device=str(dev), precision=precision, fast_linear=fast_linear, reasons=reasons)
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` as given, else CUDA when present, else CPU: the one default every recipe uses."""
+def _named(device: str | torch.device | None) -> torch.device:
+    """`device` as torch reads it, else CUDA when present, else CPU; a name torch does not know is a ValueError."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError as e:  # torch's own message lists the device types it knows
+        raise ValueError(f"device {str(device)!r}: {e}") from None
+
+
+def _count(kind: str) -> int:
+    """How many devices of type `kind` (cuda, xpu, mps, ...) this process can use."""
+    backend = getattr(torch, kind, None)
+    if not getattr(backend, "is_available", lambda: False)():
+        return 0
+    return backend.device_count() if hasattr(backend, "device_count") else 1
+
+
+def available_devices(also: str | None = None) -> list[str]:
+    """The devices this process can run on: cpu, then each CUDA device (and each of type `also`)."""
+    found = ["cpu"]
+    for kind in dict.fromkeys(k for k in ("cuda", also) if k not in (None, "cpu", "meta")):
+        found += [f"{kind}:{i}" for i in range(_count(kind))]
+    return found
+
+
+def resolve_device(device: str | torch.device | None = None, *, present: bool = True) -> torch.device:
+    """`device` as given, else CUDA when present, else CPU: the one default every recipe uses.
+
+    A name torch does not know, or (when `present`) a device this machine lacks, is a ValueError that
+    names the device asked for and the ones there are, before any work starts. `present=False` lets a
+    caller ask about a device elsewhere (`plmkit info --hardware --device cuda` on a CPU machine).
+    """
+    dev = _named(device)
+    # cpu is always there; meta holds shapes only (conversion checks at real sizes)
+    if present and dev.type not in ("cpu", "meta") and (dev.index or 0) >= _count(dev.type):
+        have = available_devices(also=dev.type)
+        raise ValueError(f"device {str(device)!r}: this machine has {_count(dev.type)} {dev.type} device"
+                         f"{'' if _count(dev.type) == 1 else 's'} (torch {torch.__version__}); "
+                         f"found: {', '.join(have)}")
+    return dev
+
+
+def inference_device(device: str | torch.device | None = None, precision: str = "fp32") -> torch.device:
+    """resolve_device for running a model at an inference precision (pretrained.INFERENCE_PRECISIONS).
+
+    int8 is dynamic quantisation, which runs on the CPU: its default device is the CPU whatever else is
+    present, and any other device is a ValueError.
+    """
+    if precision != "int8":
+        return resolve_device(device)
+    dev = _named("cpu" if device in (None, "auto") else device)
+    if dev.type != "cpu":
+        raise ValueError(f"precision int8 (dynamic quantisation) runs on the CPU, found device {str(device)!r}")
+    return dev
 
 
 _warned: set[str] = set()
@@ -161,7 +211,7 @@ def resolve_precision(precision: str, device: str | torch.device | None = None,
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, found {precision!r}")
     hw = hw or detect()
-    choices = choose(hw, resolve_device(device))
+    choices = choose(hw, _named(device))  # a device elsewhere may be asked about
     if precision == "auto":
         return choices.precision
     if precision == "bf16" and choices.precision != "bf16" and torch.device(choices.device).type == "cpu":
@@ -177,7 +227,7 @@ def resolve_precision(precision: str, device: str | torch.device | None = None,
 def report(hw: Hardware | None = None, device: str | torch.device | None = None) -> dict[str, object]:
     """What was detected and chosen, as `plmkit info --hardware` prints it and runs record it."""
     hw = hw or detect()
-    c = choose(hw, resolve_device(device))
+    c = choose(hw, _named(device))  # what plmkit would choose there, present or not
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in hw.flags]
     return {
         "cpu": hw.cpu_model, "vendor": hw.vendor, "isa_flags": " ".join(isa) or "none",

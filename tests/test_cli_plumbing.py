@@ -100,8 +100,9 @@ def test_every_config_field_is_an_option_whose_parser_default_is_the_configs(com
 CLI_ONLY = {("embed", "max_length"): (256, None), ("similar", "k"): (5, 10)}
 FED = {
     "predict": (["--model", "m", "--input", "i", "--out", "o"], plmkit.recipes.finetune.predict_file,
-                ["text_col", "pair_col", "label_col", "batch_size", "max_length", "precision"]),
-    "similar": (["--index", "x"], plmkit.similarity.retrieval.build_sentence_index, ["pooling", "whiten_dim"]),
+                ["text_col", "pair_col", "label_col", "batch_size", "max_length", "precision", "device"]),
+    "similar": (["--index", "x"], plmkit.similarity.retrieval.build_sentence_index,
+                ["pooling", "whiten_dim", "device"]),
     "embed": ([], plmkit.sentence.encode_sentences, ["pooling", "max_length"]),
     "demo": ([], plmkit.recipes.demo.run_demo, ["out"]),
 }
@@ -186,12 +187,15 @@ def test_embed_runs_on_the_device_asked_for(monkeypatch, tmp_path, capsys):
     assert "most similar pair: [0] and [1]" in capsys.readouterr().out
 
 
-def test_int8_embedding_refuses_a_gpu(tmp_path, capsys):
-    """int8 is CPU-only: a GPU asked for is one line (this machine's lack of one, or int8's)."""
-    assert main(["embed", "好", "--model", str(tmp_path), "--precision", "int8", "--device", "cuda"]) == 2
+@pytest.mark.parametrize("command", ["embed", "predict"])
+def test_int8_refuses_a_gpu(tmp_path, capsys, command):
+    """int8 is CPU-only: a GPU asked for is one line saying so, whether or not this machine has one."""
+    required = {"embed": ["好", "--model", str(tmp_path)],
+                "predict": ["--model", str(tmp_path), "--input", "i", "--out", "o"]}[command]
+    assert main([command, *required, "--precision", "int8", "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("plmkit embed: error: "), err
-    assert ("runs on the CPU" if torch.cuda.is_available() else "0 cuda devices") in err[0]
+    assert err == [f"plmkit {command}: error: precision int8 (dynamic quantisation) runs on the CPU, "
+                   "found device 'cuda'"], err
 
 
 def _missing_device():
@@ -199,15 +203,21 @@ def _missing_device():
     return f"cuda:{torch.cuda.device_count()}"
 
 
-@pytest.mark.parametrize("command", ["embed", *sorted(RECIPES)])
+# commands without a recipe config: their arguments name files that do not exist, so a device error must come
+# before anything is read
+PLAIN = {"embed": ["好"], "predict": ["--model", "m", "--input", "i", "--out", "o"],
+         "similar": ["--index", "x", "--index-from", "s.txt", "--model", "m", "--query", "q"]}
+
+
+@pytest.mark.parametrize("command", [*sorted(PLAIN), *sorted(RECIPES)])
 @pytest.mark.parametrize("device", ["bogus", "cuda:x", _missing_device()])
 def test_a_device_that_is_not_here_is_one_line(monkeypatch, capsys, command, device):
     if command in RECIPES:  # the recipe must not start
         monkeypatch.setattr(RECIPES[command][1], RECIPES[command][2], lambda *a, **k: pytest.fail("ran"))
-    required = RECIPES[command][0] if command in RECIPES else ["好"]
+    required = RECIPES[command][0] if command in RECIPES else PLAIN[command]
     assert main([command, *required, "--device", device]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"plmkit {command}: error: --device {device}: "), err
+    assert len(err) == 1 and err[0].startswith(f"plmkit {command}: error: device {device!r}: "), err
 
 
 def test_a_bad_device_from_the_real_command_has_no_traceback(tmp_path):
@@ -216,7 +226,7 @@ def test_a_bad_device_from_the_real_command_has_no_traceback(tmp_path):
                        timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("plmkit ptune: error: --device bogus: "), lines
+    assert len(lines) == 1 and lines[0].startswith("plmkit ptune: error: device 'bogus': "), lines
     assert "cpu, cuda" in lines[0]  # torch's list of device types
     assert list(tmp_path.iterdir()) == []
 

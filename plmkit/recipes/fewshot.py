@@ -34,7 +34,7 @@ from ..tasks.pet import (PROMPTS_FILE, Pattern, PromptClassifier, PromptEmbeddin
                          classifier_from_config, load_prompts, prompt_config, prompt_loss, read_prompt_config,
                          save_prompts)
 from ..tokenizers import load_tokenizer
-from ..training import Trainer, build_optimizer, lambda_scheduler, move_to, warmup_linear
+from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
 
 __all__ = ["FewShotConfig", "run_fewshot", "sample_examples", "FewShotClassifier", "PET_PATTERNS", "PTUNE_PATTERN"]
 
@@ -167,15 +167,6 @@ def _member(model_path: str | Path, tokenizer, pattern: str, cfg: FewShotConfig,
     return PromptClassifier(model, tokenizer, pattern, verbalizer, prompts=prompts, max_length=cfg.max_length)
 
 
-def _on_device(clf: PromptClassifier, device: torch.device) -> PromptClassifier:
-    """`clf` moved to `device`, its batches following it (PromptClassifier.forward reads a batch where
-    encode() made it, on the CPU, so elsewhere each call moves its batch first)."""
-    clf.to(device)
-    if device.type != "cpu":
-        clf.register_forward_pre_hook(lambda module, args: (move_to(args[0], device), *args[1:]))
-    return clf
-
-
 def _train(clf: PromptClassifier, rows: list[tuple], unlabeled: list[str], cfg: FewShotConfig, seed: int,
            work: Path, progress: bool) -> None:
     torch.manual_seed(seed)
@@ -246,7 +237,7 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
                                    max_length=cfg.max_length)
         else:
             clf = _member(model_path, tokenizer, pattern, cfg, cfg.seed + i)
-        clf = _on_device(clf, device)
+        clf.to(device)  # PromptClassifier.forward moves each batch to it
         if rows is not None:
             _train(clf, rows, texts_unlabeled, cfg, cfg.seed + i, member_dir, progress)
         if cfg.calibrate:
@@ -287,7 +278,9 @@ def _save_member(clf: PromptClassifier, member_dir: Path, base: str | Path, trai
 class FewShotClassifier:
     """A `run_fewshot` output directory loaded for prediction: its members' probabilities averaged."""
 
-    def __init__(self, directory: str | Path, base: str | Path | None = None) -> None:
+    def __init__(self, directory: str | Path, base: str | Path | None = None,
+                 device: str | torch.device | None = None) -> None:
+        device = resolve_device(device)  # default: CUDA when present, else CPU; checked before anything loads
         directory = Path(directory)
         path = directory / "fewshot.json"
         if not path.exists():
@@ -305,9 +298,10 @@ class FewShotClassifier:
             model = load_language_model(model_dir)
             tokenizer = load_tokenizer(model_dir)
             if (member / PROMPTS_FILE).exists():
-                self.members.append(load_prompts(member, model, tokenizer))
+                clf = load_prompts(member, model, tokenizer)
             else:
-                self.members.append(classifier_from_config(cfg, model, tokenizer))
+                clf = classifier_from_config(cfg, model, tokenizer)
+            self.members.append(clf.to(device))
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                 batch_size: int = 64) -> list[tuple[str, list[float]]]:

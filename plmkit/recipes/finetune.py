@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
 from ..files import atomic_write, save_json
-from ..hardware import PRECISIONS, resolve_device, resolve_precision
+from ..hardware import PRECISIONS, inference_device, resolve_device, resolve_precision
 from ..pretrained import from_pretrained, inference_options, save_pretrained
 from ..tokenizers import load_tokenizer
 from ..training import (EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to,
@@ -393,13 +393,16 @@ def _write_errors_name(work: Path) -> Iterator[None]:
 
 
 class TextClassifier:
-    """A fine-tuned classifier directory, loaded for prediction."""
+    """A fine-tuned classifier directory, loaded for prediction on `device` (default: CUDA when present, else
+    CPU; the CPU for int8)."""
 
-    def __init__(self, model_dir: str | Path, max_length: int = 128, precision: str = "fp32") -> None:
+    def __init__(self, model_dir: str | Path, max_length: int = 128, precision: str = "fp32",
+                 device: str | torch.device | None = None) -> None:
+        self.device = inference_device(device, precision)  # checked before the model loads
         model_dir = Path(model_dir)
         if (model_dir / "model" / "config.json").exists():  # a finetune output directory
             model_dir = model_dir / "model"
-        self.model = from_pretrained(model_dir, **inference_options(precision))
+        self.model = from_pretrained(model_dir, **inference_options(precision)).to(self.device)
         self.labels: list[str] = self.model.config.labels or []
         if not self.labels:
             raise ValueError(f"{model_dir}: not a fine-tuned classifier (config.json has no id2label)")
@@ -451,19 +454,20 @@ def _chunks(path: Path, text_col: str, pair_col: str | None, label_col: str | No
 
 def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | Path, *, text_col: str = "text",
                  pair_col: str | None = None, label_col: str | None = "label", batch_size: int = 64,
-                 max_length: int = 128, precision: str = "fp32") -> dict:
+                 max_length: int = 128, precision: str = "fp32", device: str | torch.device | None = None) -> dict:
     """Write one JSON line per input row (text, label, probabilities); returns counts and accuracy when labels exist.
 
     Output line n answers input row n: a blank line between rows gets an empty record
     ({"text": "", "label": null, "probs": null}) instead of being dropped, so the two files stay
-    aligned; `blank` in the result counts them."""
+    aligned; `blank` in the result counts them. `device`: default CUDA when present, else CPU (CPU for int8).
+    """
     if (Path(model_dir) / "fewshot.json").exists():  # a plmkit pet / ptune output directory
         from .fewshot import FewShotClassifier
         if precision != "fp32":
             raise ValueError(f"{model_dir}: a pet / ptune classifier predicts in fp32 only, found precision {precision!r}")
-        clf = FewShotClassifier(model_dir)
+        clf = FewShotClassifier(model_dir, device=device)
     else:
-        clf = TextClassifier(model_dir, max_length, precision)
+        clf = TextClassifier(model_dir, max_length, precision, device)
     out_path = Path(out_path)
     correct = labelled = total = blank = 0
 

@@ -21,6 +21,7 @@ import torch
 
 from ..convert.tensor_files import save_safetensors
 from ..files import save_json
+from ..hardware import resolve_device
 
 logger = logging.getLogger("plmkit.similarity")
 
@@ -148,14 +149,16 @@ class SentenceIndex:
     """Sentences, their vectors and the encoder that made them; `query` finds the nearest sentences."""
 
     def __init__(self, sentences: list[str], vectors: torch.Tensor, settings: IndexSettings, model=None,
-                 tokenizer=None, whitening=None) -> None:
+                 tokenizer=None, whitening=None, device: str | torch.device | None = None) -> None:
         self.sentences, self.settings = sentences, settings
         self.index = VectorIndex(vectors, settings.backend)
         self.model, self.tokenizer, self.whitening = model, tokenizer, whitening
+        # where the encoder loads on the first query (a model passed in stays where it is)
+        self.device = resolve_device(device) if model is None else None
 
     def _encoder(self):
         if self.model is None:
-            self.model, self.tokenizer = load_encoder(self.settings.model, self.settings.pooling)
+            self.model, self.tokenizer = load_encoder(self.settings.model, self.settings.pooling, device=self.device)
         return self.model, self.tokenizer
 
     def query(self, texts: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[tuple[int, str, float]]]:
@@ -174,12 +177,14 @@ class SentenceIndex:
                 for row_s, row_i in zip(scores, ids)]
 
 
-def load_encoder(model_path: str | Path, pooling: str):
-    """(model, tokenizer) from a model directory, with the pooler when the pooling reads it."""
+def load_encoder(model_path: str | Path, pooling: str, device: str | torch.device | None = None):
+    """(model, tokenizer) from a model directory, with the pooler when the pooling reads it, the model on
+    `device` (default: CUDA when present, else CPU); encode_sentences runs where the model is."""
     from ..pretrained import from_pretrained
     from ..tokenizers import load_tokenizer
 
-    model = from_pretrained(model_path, with_pool=pooling in ("pooler", "pooler_linear")).eval()
+    device = resolve_device(device)  # checked before the model loads
+    model = from_pretrained(model_path, with_pool=pooling in ("pooler", "pooler_linear")).eval().to(device)
     return model, load_tokenizer(model_path)
 
 
@@ -199,23 +204,25 @@ def read_sentences(path: str | Path) -> list[str]:
 def build_sentence_index(model_path: str | Path, sentences: str | Path | Sequence[str], out_dir: str | Path, *,
                          pooling: str = "mean", max_length: int | None = None, batch_size: int = 32,
                          whiten_dim: int | None = None, backend: str = "auto",
-                         progress: bool | None = None) -> Path:
+                         progress: bool | None = None, device: str | torch.device | None = None) -> Path:
     """Encode a file (one sentence a line) or list of sentences and write an index directory; returns it.
 
     `whiten_dim` fits BERT-whitening on the indexed sentences, keeping that many dimensions
-    (0: all), and applies it to queries too. The directory appears only when complete.
+    (0: all), and applies it to queries too. The directory appears only when complete. The sentences are
+    encoded on `device` (default: CUDA when present, else CPU).
     """
     from ..sentence import encode_sentences
     from .whitening import fit_whitening
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, found {backend!r}")
+    device = resolve_device(device)
     texts = read_sentences(sentences) if isinstance(sentences, (str, Path)) else list(sentences)
     if not texts:
         raise ValueError("no sentences to index")
     if any("\n" in t for t in texts):
         raise ValueError("sentences must not contain line breaks (the index stores one a line)")
-    model, tok = load_encoder(model_path, pooling)
+    model, tok = load_encoder(model_path, pooling, device)
     out = Path(out_dir)
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -240,12 +247,15 @@ def build_sentence_index(model_path: str | Path, sentences: str | Path | Sequenc
     return out
 
 
-def load_sentence_index(index_dir: str | Path, *, backend: str | None = None) -> SentenceIndex:
-    """Open an index directory written by build_sentence_index (the encoder loads on the first query)."""
+def load_sentence_index(index_dir: str | Path, *, backend: str | None = None,
+                        device: str | torch.device | None = None) -> SentenceIndex:
+    """Open an index directory written by build_sentence_index (the encoder loads on `device` on the first
+    query; default: CUDA when present, else CPU)."""
     from safetensors.torch import load_file
 
     from .whitening import Whitening
 
+    device = resolve_device(device)  # a device this machine lacks fails now, not at the first query
     d = Path(index_dir)
     meta_path = d / "index.json"
     if not meta_path.is_file():
@@ -262,10 +272,10 @@ def load_sentence_index(index_dir: str | Path, *, backend: str | None = None) ->
         raise ValueError(f"{d}: sentences.txt has {len(sentences)} lines but vectors.safetensors "
                          f"{len(vectors)} rows")
     whitening = Whitening.load(d / "whitening.safetensors") if settings.whitening else None
-    return SentenceIndex(sentences, vectors, settings, whitening=whitening)
+    return SentenceIndex(sentences, vectors, settings, whitening=whitening, device=device)
 
 
-def query_sentence_index(index_dir: str | Path, queries: Sequence[str], k: int = 10,
-                         backend: str | None = None) -> list[list[tuple[int, str, float]]]:
-    """The k nearest indexed sentences for each query: (row, sentence, cosine score)."""
-    return load_sentence_index(index_dir, backend=backend).query(queries, k)
+def query_sentence_index(index_dir: str | Path, queries: Sequence[str], k: int = 10, backend: str | None = None,
+                         device: str | torch.device | None = None) -> list[list[tuple[int, str, float]]]:
+    """The k nearest indexed sentences for each query (encoded on `device`): (row, sentence, cosine score)."""
+    return load_sentence_index(index_dir, backend=backend, device=device).query(queries, k)

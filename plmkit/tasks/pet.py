@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..files import atomic_write, save_json
+from ..training.loop import move_to
 
 __all__ = ["Pattern", "Verbalizer", "PromptEmbeddings", "PromptClassifier", "prompt_loss", "save_prompts",
            "load_prompts", "prompt_config", "classifier_from_config", "PROMPTS_FILE", "PROMPT_CONFIG"]
@@ -334,10 +335,13 @@ class PromptClassifier(nn.Module):
 
     # ---- scores -----------------------------------------------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        # encode() builds batches on the CPU; here, the one place every caller passes, they follow the model
+        device = next(self.model.parameters()).device
+        batch = move_to(batch, device)
         B = batch["groups"][0]["input_ids"].shape[0]
         L = len(self.word_ids)
-        scores = torch.zeros(B, L)
-        word_logp = torch.zeros(B, L)
+        scores = torch.zeros(B, L, device=device)
+        word_logp = torch.zeros(B, L, device=device)
         for g in batch["groups"]:
             ids = g["input_ids"]
             embeds = None
@@ -346,7 +350,7 @@ class PromptClassifier(nn.Module):
             at = self.slots.read_at(g["slots"])  # (B, k): where the head predicts each word token
             logits = self.model(ids, attention_mask=g["attention_mask"], inputs_embeds=embeds, logits_at=at).logits
             logp = logits.float().log_softmax(-1)  # (B, k, V)
-            words = g["words"].to(ids.device)  # (L_g, k)
+            words = g["words"]  # (L_g, k)
             k = words.shape[1]
             token_logp = logp.gather(2, words.T[None].expand(B, k, len(g["labels"]))).transpose(1, 2)  # (B, L_g, k)
             total = token_logp.sum(-1)
@@ -354,9 +358,9 @@ class PromptClassifier(nn.Module):
                 score = total
             else:
                 score = token_logp.logsumexp(-1) - math.log(k)
-            idx = torch.tensor(g["labels"])
-            scores = scores.to(score.device).index_copy(1, idx.to(score.device), score)
-            word_logp = word_logp.to(total.device).index_copy(1, idx.to(total.device), total)
+            idx = torch.tensor(g["labels"], device=device)
+            scores = scores.index_copy(1, idx, score)
+            word_logp = word_logp.index_copy(1, idx, total)
         return scores, word_logp
 
     @torch.no_grad()
@@ -371,7 +375,7 @@ class PromptClassifier(nn.Module):
             scores = self(batch)[0]
             if calibrated and self.calibration is not None:
                 scores = scores - self.calibration.to(scores.device)
-            out.append(scores.softmax(-1))
+            out.append(scores.softmax(-1).cpu())  # on the CPU, as the labels they are compared with
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, len(self.word_ids))
 
