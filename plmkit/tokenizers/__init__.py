@@ -1,4 +1,4 @@
-"""Tokenizers: WordPiece (BERT family) now; SentencePiece (ALBERT / T5) plugs into ``load_tokenizer``."""
+"""Tokenizers: WordPiece (BERT family), jieba words + WordPiece (T5 PEGASUS, WoBERT), SentencePiece (ALBERT / T5)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import os
 from typing import Any
 
 from ..files import read_json_object
+from .jieba_wordpiece import PRE_TOKENIZE_NAME, JiebaWordPieceTokenizer
 from .vocab import simplify_vocab
 from .wordpiece import CONFIG_FILE, VOCAB_FILE, WordPieceTokenizer
 
-__all__ = ["WordPieceTokenizer", "load_tokenizer", "simplify_vocab"]
+__all__ = ["JiebaWordPieceTokenizer", "WordPieceTokenizer", "load_tokenizer", "simplify_vocab"]
 
 # tokenizer_config.json fields a WordPiece tokenizer takes, with the types they must have.
 _WORDPIECE_FIELDS: dict[str, tuple[type, ...]] = {
@@ -47,11 +48,51 @@ def _read_config(path: str) -> dict[str, Any]:
     return out
 
 
-def _load_wordpiece(vocab_path: str, simplified: bool = False, **overrides: Any) -> WordPieceTokenizer:
+_AUTO = object()  # load_tokenizer's pre_tokenize when the caller leaves it to the files
+
+
+def _is_t5_config(path: str) -> bool:
+    """True if config.json describes a T5-family model: HF model_type t5 / mt5, or bert4keras T5 keys."""
+    if not os.path.isfile(path):
+        return False
+    d = read_json_object(path)
+    # bert4keras T5 configs (T5 PEGASUS) carry no model_type; only T5's relative bias has this field.
+    return d.get("model_type") in ("t5", "mt5") or "relative_attention_num_buckets" in d
+
+
+def _pre_tokenize_setting(vocab_path: str, config_path: str) -> str | None:
+    """"jieba" or None, from tokenizer_config.json's pre_tokenize, else a T5-family config.json beside vocab.txt.
+
+    A vocab.txt beside a T5 config is T5 PEGASUS (mT5 with a BERT vocabulary of jieba words):
+    https://kexue.fm/archives/8209.
+    """
+    if os.path.isfile(config_path):
+        value = read_json_object(config_path).get("pre_tokenize", _AUTO)
+        if value is not _AUTO:
+            if value not in (PRE_TOKENIZE_NAME, None):
+                raise ValueError(f"{config_path}: field 'pre_tokenize' must be {PRE_TOKENIZE_NAME!r} or null, "
+                                 f"found {value!r}")
+            return value
+    model_config = os.path.join(os.path.dirname(vocab_path), "config.json")
+    return PRE_TOKENIZE_NAME if _is_t5_config(model_config) else None
+
+
+def _load_wordpiece(vocab_path: str, simplified: bool = False, pre_tokenize: Any = _AUTO,
+                    **overrides: Any) -> WordPieceTokenizer:
     config_path = os.path.join(os.path.dirname(vocab_path), CONFIG_FILE)
     settings = _read_config(config_path) if os.path.isfile(config_path) else {}
     settings.update(overrides)
-    tokenizer = WordPieceTokenizer(vocab_path, **settings)
+    if pre_tokenize is _AUTO:
+        pre_tokenize = _pre_tokenize_setting(vocab_path, config_path)
+    if pre_tokenize is None:
+        tokenizer = WordPieceTokenizer(vocab_path, **settings)
+    elif pre_tokenize == PRE_TOKENIZE_NAME:
+        tokenizer = JiebaWordPieceTokenizer(vocab_path, **settings)
+    elif callable(pre_tokenize):
+        tokenizer = JiebaWordPieceTokenizer(vocab_path, pre_tokenize=pre_tokenize, **settings)
+    else:
+        raise ValueError(f"pre_tokenize must be {PRE_TOKENIZE_NAME!r}, None or a function text -> words, "
+                         f"found {pre_tokenize!r}")
     return tokenizer.simplified() if simplified else tokenizer
 
 
@@ -75,6 +116,10 @@ def load_tokenizer(path: str | os.PathLike, **overrides: Any):
     strip_accents, tokenize_chinese_chars, model_max_length, special token names); keyword
     ``overrides`` win over it. ``simplified=True`` applies bert4keras vocabulary simplification and
     sets ``keep_tokens`` (original ids, in new-id order) for slicing embedding rows.
+
+    A vocab.txt gives the jieba word tokenizer (:class:`JiebaWordPieceTokenizer`, T5 PEGASUS) when
+    tokenizer_config.json says ``"pre_tokenize": "jieba"`` or config.json beside it is a T5-family
+    config, else BERT WordPiece; ``pre_tokenize="jieba"`` / ``None`` / a function choose explicitly.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
