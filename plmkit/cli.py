@@ -139,6 +139,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seq2seq(args: argparse.Namespace) -> int:
+    """Fine-tune a generator (T5 / mT5 / T5 PEGASUS, or UniLM on a BERT-like encoder) on source -> target pairs."""
+    import logging
+
+    from plmkit.recipes.seq2seq import Seq2SeqConfig, seq2seq
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    report = seq2seq(args.model, args.train, args.valid, args.out, test=args.test,
+                     cfg=config_from_args(args, Seq2SeqConfig), overwrite=args.overwrite)
+    for split in ("valid", "test"):
+        if split in report:
+            print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in report[split].items()))
+    print(f"model ({report['mode']}):  {report['out_dir']}/model\ncurves: {report['curves']}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Generated text for every row of a file, from a seq2seq output directory."""
+    from plmkit.recipes.seq2seq import generate_file
+
+    options = {k: v for k, v in (("num_beams", args.num_beams), ("length_penalty", args.length_penalty),
+                                 ("no_repeat_ngram_size", args.no_repeat_ngram_size),
+                                 ("repetition_penalty", args.repetition_penalty)) if v is not None}
+    result = generate_file(args.model, args.input, args.out, source_col=args.source_col, target_col=args.target_col,
+                           batch_size=args.batch_size, precision=args.precision, device=args.device, **options)
+    kept = f" ({result['blank']} blank input lines kept as empty records)" if result["blank"] else ""
+    print(f"{result['outputs']} outputs written to {result['out']}{kept}")
+    if "scores" in result:
+        print("against the file's targets: " + "  ".join(f"{k} {v:.4f}" for k, v in result["scores"].items()))
+    return 0
+
+
 def cmd_fewshot(args: argparse.Namespace) -> int:
     """PET (plmkit pet) or P-tuning (plmkit ptune): zero- or few-shot classification with the MLM head."""
     import logging
@@ -300,6 +332,33 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     add_device_option(p)
 
 
+def _seq2seq_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.recipes.seq2seq import Seq2SeqConfig
+
+    p.add_argument("--model", required=True, help="a T5 / mT5 / T5 PEGASUS checkpoint, or a BERT-like encoder "
+                   "with its MLM head (trained as UniLM)")
+    p.add_argument("--train", required=True, help="CSV / TSV / JSONL with source and target columns")
+    p.add_argument("--valid", required=True)
+    p.add_argument("--test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    add_config_options(p, Seq2SeqConfig)
+
+
+def _generate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a seq2seq output directory (or its model/ folder)")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True, help="JSON lines: source, output; line n answers input row n")
+    p.add_argument("--source-col", default="source")
+    p.add_argument("--target-col", default="target", help="scored when present")
+    p.add_argument("--batch-size", type=int, default=32)
+    for name, kind in (("num_beams", int), ("length_penalty", float), ("no_repeat_ngram_size", int),
+                       ("repetition_penalty", float)):
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="default: as the model was trained to decode")
+    add_inference_precision(p)
+    add_device_option(p)
+
+
 def _fewshot_arguments(p: argparse.ArgumentParser, ptune: bool) -> None:
     from plmkit.recipes.fewshot import FewShotConfig
 
@@ -377,6 +436,10 @@ def commands() -> list[Command]:
         Command("finetune", "fine-tune a text / text-pair classifier", _finetune_arguments, cmd_finetune),
         Command("predict", "labels and probabilities from a fine-tuned classifier", _predict_arguments,
                 cmd_predict),
+        Command("seq2seq", "fine-tune a generator on source -> target pairs (T5 / mT5 / T5 PEGASUS, or UniLM on "
+                "a BERT-like encoder); ROUGE / BLEU on valid and test", _seq2seq_arguments, cmd_seq2seq),
+        Command("generate", "generated text for every row of a file, from a seq2seq output directory",
+                _generate_arguments, cmd_generate),
         Command("pet", "PET: zero- or few-shot classification by patterns over the MLM head",
                 partial(_fewshot_arguments, ptune=False), cmd_fewshot),
         Command("ptune", "P-tuning: few-shot classification with trained prompt vectors",

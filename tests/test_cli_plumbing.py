@@ -16,6 +16,7 @@ import plmkit.recipes.demo
 import plmkit.recipes.fewshot
 import plmkit.recipes.finetune
 import plmkit.recipes.pretrain
+import plmkit.recipes.seq2seq
 import plmkit.recipes.simbert
 import plmkit.sentence
 import plmkit.similarity.retrieval
@@ -28,6 +29,7 @@ from plmkit.recipes.demo import DemoConfig
 from plmkit.recipes.fewshot import FewShotConfig, run_fewshot
 from plmkit.recipes.finetune import FinetuneConfig
 from plmkit.recipes.pretrain import PretrainConfig
+from plmkit.recipes.seq2seq import Seq2SeqConfig
 from plmkit.recipes.simbert import SimBertConfig, build_simbert, train_simbert
 from plmkit.tokenizers import WordPieceTokenizer
 
@@ -41,12 +43,15 @@ RECIPES = {
     "ptune": (["--out", "o", "--model", "m", "--train", "t"], plmkit.recipes.fewshot, "run_fewshot", FewShotConfig,
               {"prompt_tuning": True}),
     "clue": (["afqmc", "--model", "m", "--data", "d", "--out", "o"], plmkit.recipes.clue, "run_clue", ClueConfig, {}),
+    "seq2seq": (["--model", "m", "--train", "t", "--valid", "v", "--out", "o"], plmkit.recipes.seq2seq, "seq2seq",
+                Seq2SeqConfig, {}),
     "demo": ([], plmkit.recipes.demo, "run_demo", DemoConfig, {}),
 }
 # what each recipe function's stand-in returns: enough for the command to print its summary
 REPORTS = {
     "pretrain": "o/model",
     "finetune": {"valid_accuracy": 0.5, "out_dir": "o", "curves": "o/curves.png"},
+    "seq2seq": {"mode": "unilm", "valid": {"rouge-l": 0.5}, "out_dir": "o", "curves": "o/curves.png"},
     "run_fewshot": {"train_examples": 0, "patterns": {}, "ensemble": {}, "out_dir": "o"},
     "run_clue": {"task": "afqmc"},
     "run_demo": {"epochs_run": 1, "test_accuracy": 0.5, "test_examples": 2, "valid_accuracy": 0.5,
@@ -105,6 +110,8 @@ FED = {
                 ["pooling", "whiten_dim", "device"]),
     "embed": ([], plmkit.sentence.encode_sentences, ["pooling", "max_length"]),
     "demo": ([], plmkit.recipes.demo.run_demo, ["out"]),
+    "generate": (["--model", "m", "--input", "i", "--out", "o"], plmkit.recipes.seq2seq.generate_file,
+                 ["source_col", "target_col", "batch_size", "precision", "device"]),
 }
 
 
