@@ -126,8 +126,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Labels and probabilities for every row of a file."""
+    """Labels and probabilities for every row of a file (generated text, from a seq2seq directory)."""
     from plmkit.recipes.finetune import predict_file
+    from plmkit.recipes.seq2seq import is_seq2seq_dir
+
+    if is_seq2seq_dir(args.model):
+        return cmd_generate(argparse.Namespace(**{**vars(args), **seq2seq_columns(args)}, num_beams=None,
+                                               length_penalty=None, no_repeat_ngram_size=None,
+                                               repetition_penalty=None))
 
     result = predict_file(args.model, args.input, args.out, text_col=args.text_col, pair_col=args.pair_col,
                           label_col=args.label_col, batch_size=args.batch_size, max_length=args.max_length,
@@ -153,6 +159,16 @@ def cmd_seq2seq(args: argparse.Namespace) -> int:
             print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in report[split].items()))
     print(f"model ({report['mode']}):  {report['out_dir']}/model\ncurves: {report['curves']}")
     return 0
+
+
+def seq2seq_columns(args: argparse.Namespace) -> dict:
+    """predict's --text-col / --label-col for a seq2seq directory: the columns it was trained on where the
+    options are left at their defaults."""
+    from plmkit.recipes.seq2seq import settings_of
+
+    saved = settings_of(args.model)
+    return {"source_col": args.text_col if args.text_col != "text" else saved.get("source_col", "source"),
+            "target_col": args.label_col if args.label_col != "label" else saved.get("target_col", "target")}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

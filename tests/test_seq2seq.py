@@ -132,6 +132,19 @@ def test_unilm_recipe_end_to_end_with_its_defaults_and_generate(tmp_path):
     assert [x["source"] for x in lines] == ["一二", "", "三四五"] and lines[1]["output"] is None
     again = Seq2SeqGenerator(out).generate(["一二", "三四五"])
     assert [lines[0]["output"], lines[2]["output"]] == again  # the file and the Python call agree
+    # plmkit predict on a seq2seq directory generates too, reading the columns it was trained on
+    assert main(["predict", "--model", str(out), "--input", str(inputs), "--out", str(tmp_path / "p.jsonl")]) == 0
+    assert (tmp_path / "p.jsonl").read_text(encoding="utf-8") == (tmp_path / "g.jsonl").read_text(encoding="utf-8")
+    # a length constraint through allowed_tokens: as many characters as the source, then the end token
+    gen = Seq2SeqGenerator(out)
+    sources = ["一二", "三四五六", "七"]
+    digits = [gen.tokenizer.token_to_id(d) for d in DIGITS]
+
+    def same_length(i, ids):
+        return [gen.pairs.end] if len(ids) >= len(sources[i]) else digits
+
+    fixed = gen.generate(sources, allowed_tokens=same_length)
+    assert [len(t.replace(" ", "")) for t in fixed] == [2, 4, 1] and all(set(t) <= set(DIGITS + " ") for t in fixed)
 
 
 def test_t5_pegasus_style_recipe_and_command_with_defaults(tmp_path):

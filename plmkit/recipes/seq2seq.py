@@ -226,7 +226,10 @@ def seq2seq_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
 def generate_texts(model, pairs: Pairs, sources: Sequence[str], *, batch_size: int = 32,
                    with_ids: bool = False, **options: Any) -> list[str] | tuple[list[str], list[list[int]]]:
     """Generated text for each source (longest first in batches, returned in input order); `options` go to
-    plmkit.generate (num_beams, length_penalty, no_repeat_ngram_size, repetition_penalty, ...)."""
+    plmkit.generate (num_beams, length_penalty, no_repeat_ngram_size, repetition_penalty, ...).
+    `allowed_tokens(i, ids so far)` constrains source i's output (i indexes `sources`; the ids are the
+    target's: decoder ids after the start token, or UniLM's target tokens)."""
+    allowed = options.pop("allowed_tokens", None)
     device = next(model.parameters()).device
     order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
     texts: list[str] = [""] * len(sources)
@@ -238,6 +241,9 @@ def generate_texts(model, pairs: Pairs, sources: Sequence[str], *, batch_size: i
                              "attention_mask"), device)
         extra = {"decoder_start_token_id": pairs.decoder_start} if pairs.mode == "encoder-decoder" else \
             {"token_type_ids": torch.zeros_like(batch["input_ids"])}
+        if allowed is not None:
+            skip = 1 if pairs.mode == "encoder-decoder" else 0  # the decoder's start token is not the target's
+            extra["allowed_tokens"] = lambda b, row, chunk=chunk: allowed(chunk[b], row[skip:])
         with torch.no_grad():
             out = generate(model, batch["input_ids"], attention_mask=batch["attention_mask"],
                            max_new_tokens=pairs.max_target, eos_token_id=pairs.end, pad_token_id=pairs.pad,
@@ -379,6 +385,22 @@ def seq2seq(model_path: str | Path, train: str | Path, valid: str | Path, out_di
 
 # ---- generation from a trained directory ---------------------------------------------------------------------
 
+def _settings_dir(model_dir: str | Path) -> Path:
+    model_dir = Path(model_dir)
+    return model_dir / "model" if (model_dir / "model" / SETTINGS).exists() else model_dir
+
+
+def is_seq2seq_dir(model_dir: str | Path) -> bool:
+    """Whether `model_dir` is a plmkit seq2seq output (or its model/ folder)."""
+    return (_settings_dir(model_dir) / SETTINGS).exists()
+
+
+def settings_of(model_dir: str | Path) -> dict[str, Any]:
+    """The seq2seq.json a trained directory carries ({} for a plain checkpoint)."""
+    path = _settings_dir(model_dir) / SETTINGS
+    return read_json_object(path) if path.exists() else {}
+
+
 class Seq2SeqGenerator:
     """A seq2seq output directory (or its model/ folder, or any checkpoint with settings given), loaded to
     generate on `device` (default: CUDA when present, else CPU; the CPU for int8)."""
@@ -386,10 +408,8 @@ class Seq2SeqGenerator:
     def __init__(self, model_dir: str | Path, *, precision: str = "fp32", device: str | torch.device | None = None,
                  max_source_length: int | None = None, max_target_length: int | None = None) -> None:
         self.device = inference_device(device, precision)  # checked before the model loads
-        model_dir = Path(model_dir)
-        if (model_dir / "model" / SETTINGS).exists():
-            model_dir = model_dir / "model"
-        settings = read_json_object(model_dir / SETTINGS) if (model_dir / SETTINGS).exists() else {}
+        model_dir = _settings_dir(model_dir)
+        settings = settings_of(model_dir)
         mode = settings.get("mode") or model_mode(model_dir)
         if mode not in MODES:
             raise ValueError(f"{model_dir / SETTINGS}: field 'mode' must be one of {', '.join(MODES)}, found {mode!r}")
