@@ -131,9 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from plmkit.recipes.seq2seq import is_seq2seq_dir
 
     if is_seq2seq_dir(args.model):
-        return cmd_generate(argparse.Namespace(**{**vars(args), **seq2seq_columns(args)}, num_beams=None,
-                                               length_penalty=None, no_repeat_ngram_size=None,
-                                               repetition_penalty=None))
+        return cmd_generate(argparse.Namespace(**{**vars(args), **seq2seq_columns(args)}))
 
     result = predict_file(args.model, args.input, args.out, text_col=args.text_col, pair_col=args.pair_col,
                           label_col=args.label_col, batch_size=args.batch_size, max_length=args.max_length,
@@ -173,11 +171,9 @@ def seq2seq_columns(args: argparse.Namespace) -> dict:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Generated text for every row of a file, from a seq2seq output directory."""
-    from plmkit.recipes.seq2seq import generate_file
+    from plmkit.recipes.seq2seq import DecodingOverrides, generate_file
 
-    options = {k: v for k, v in (("num_beams", args.num_beams), ("length_penalty", args.length_penalty),
-                                 ("no_repeat_ngram_size", args.no_repeat_ngram_size),
-                                 ("repetition_penalty", args.repetition_penalty)) if v is not None}
+    options = config_from_args(args, DecodingOverrides).given()
     result = generate_file(args.model, args.input, args.out, source_col=args.source_col, target_col=args.target_col,
                            batch_size=args.batch_size, precision=args.precision, device=args.device, **options)
     kept = f" ({result['blank']} blank input lines kept as empty records)" if result["blank"] else ""
@@ -368,9 +364,9 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-col", default="source")
     p.add_argument("--target-col", default="target", help="scored when present")
     p.add_argument("--batch-size", type=int, default=32)
-    for name, kind in (("num_beams", int), ("length_penalty", float), ("no_repeat_ngram_size", int),
-                       ("repetition_penalty", float)):
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="default: as the model was trained to decode")
+    from plmkit.recipes.seq2seq import DecodingOverrides
+
+    add_config_options(p, DecodingOverrides)  # default: as the model was trained to decode
     add_inference_precision(p)
     add_device_option(p)
 

@@ -28,7 +28,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -122,6 +122,22 @@ class Seq2SeqConfig:
         """The decoding options of evaluation and generation."""
         return {"num_beams": self.num_beams, "length_penalty": self.length_penalty,
                 "no_repeat_ngram_size": self.no_repeat_ngram_size, "repetition_penalty": self.repetition_penalty}
+
+
+_AS_TRAINED = "as the model directory's seq2seq.json says"
+
+
+@dataclass
+class DecodingOverrides:
+    """Decoding settings given at generation time; None keeps what the model directory was trained to use."""
+
+    num_beams: int | None = field(default=None, metadata={"help": _AS_TRAINED})
+    length_penalty: float | None = field(default=None, metadata={"help": _AS_TRAINED})
+    no_repeat_ngram_size: int | None = field(default=None, metadata={"help": _AS_TRAINED})
+    repetition_penalty: float | None = field(default=None, metadata={"help": _AS_TRAINED})
+
+    def given(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 # ---- the model's side: how pairs become tensors, and how it generates ----------------------------------------
