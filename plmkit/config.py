@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "relu", "silu", "swish", "tanh", "gelu_fast", "gelu_pytorch_tanh")
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "relu", "silu", "swish", "tanh", "gelu_fast", "gelu_pytorch_tanh",
+               "softplus", "gaussian_relu")  # the last two: smooth relus, plmkit.theory.smooth_activations
 
 
 class ConfigError(ValueError):

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..theory.smooth_activations import gaussian_relu
+
 _ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 # below this many multiply-adds (rows x weight elements) neither kernel's lead pays for the dispatch
 _MIN_WORK = 2**21
@@ -126,6 +128,9 @@ _ACTIVATIONS = {
     "silu": F.silu,
     "swish": F.silu,
     "tanh": torch.tanh,
+    # relu convolved with the logistic / standard normal density (plmkit.theory.smooth_activations)
+    "softplus": F.softplus,
+    "gaussian_relu": gaussian_relu,
 }
 # names that mean the tanh approximation, normalised so the fused path sees one spelling
 _CANONICAL = {"gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "swish": "silu"}
