@@ -239,6 +239,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export an encoder or a fine-tuned classifier for onnxruntime."""
+    from plmkit.export import ExportConfig, export_onnx
+
+    info = export_onnx(args.model, args.out, config_from_args(args, ExportConfig), overwrite=args.overwrite)
+    diff = info["max_abs_diff"]
+    print(f"{args.out}/{info['file']}: {info['task']}, inputs {', '.join(info['inputs'])}; outputs "
+          f"{', '.join(info['outputs'])}" + ("" if diff is None else f"; onnxruntime vs plmkit max abs diff {diff:.2g}"))
+    return 0
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.export import ExportConfig
+
+    p.add_argument("--model", required=True, help="an encoder or a finetune output directory")
+    p.add_argument("--out", required=True, help="directory for model.onnx, onnx.json, config and tokenizer files")
+    p.add_argument("--overwrite", action="store_true")
+    add_config_options(p, ExportConfig)
+
+
 def cmd_clue(args: argparse.Namespace) -> int:
     """Train, select on dev and write the submission of one CLUE task, or all of them."""
     import logging
@@ -464,6 +484,8 @@ def commands() -> list[Command]:
                 "machine can do and what plmkit chooses for it", _info_arguments, cmd_info),
         Command("convert", "convert a checkpoint: Hugging Face <-> original TensorFlow", _convert_arguments,
                 cmd_convert),
+        Command("export", "export an encoder or a fine-tuned classifier to ONNX (onnxruntime; dynamic batch and "
+                "length)", _export_arguments, cmd_export),
         Command("embed", "sentence vectors and cosine similarities", _embed_arguments, cmd_embed),
         Command("pretrain", "masked-LM pretraining of a small BERT/RoFormer on a text corpus", _pretrain_arguments,
                 cmd_pretrain),
