@@ -77,9 +77,17 @@ def pairwise_distortion(original: torch.Tensor, projected: torch.Tensor) -> torc
     if original.shape[0] != projected.shape[0]:
         raise ValueError(f"original holds {original.shape[0]} points, projected {projected.shape[0]}")
     i, j = torch.triu_indices(original.shape[0], original.shape[0], offset=1)
-    x, y = original.double(), projected.double()
-    dx = (x[i] - x[j]).pow(2).sum(-1)  # (pairs,)
-    dy = (y[i] - y[j]).pow(2).sum(-1)
-    if (dx == 0).any():
+    return _squared_distances(projected)[i, j] / _nonzero(_squared_distances(original)[i, j])
+
+
+def _squared_distances(x: torch.Tensor) -> torch.Tensor:
+    """(N, N) squared distances from the Gram matrix: no (pairs, d) difference tensor."""
+    x = x.double()
+    sq = x.pow(2).sum(-1)  # (N,)
+    return (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)
+
+
+def _nonzero(d: torch.Tensor) -> torch.Tensor:
+    if (d == 0).any():
         raise ValueError("original holds duplicate points: their distance ratio is undefined")
-    return dy / dx
+    return d
