@@ -12,7 +12,7 @@ runs/theory_features.pt (git-ignored) so the parts can be rerun without re-encod
   LogisticRegression (L-BFGS, C chosen on valid) with all training labels and with 16 / 64 / 256
   labels (balanced random draws, 5 seeds each); test accuracy.
 - taylor: a linear head on the frozen whitened features trained with cross-entropy through softmax
-  or through Taylor-softmax (n = 2, 4, 6; plain and monotone), full training set; test accuracy and ECE.
+  or through Taylor-softmax (n = 2, 4 plain and monotone; 6), full training set; test accuracy and ECE.
 - mitchell: a 2-layer MLP on the frozen features; test accuracy with exact linear layers, with
   Mitchell linear layers swapped in after exact training, and trained with Mitchell forward passes.
 """
@@ -169,15 +169,16 @@ def run_taylor(white) -> None:
     xtr, xte = torch.tensor(xtr, dtype=torch.float32), torch.tensor(xte, dtype=torch.float32)
     ytr, yte = torch.tensor(ytr), torch.tensor(yte)
     outputs = {"softmax": lambda z: F.log_softmax(z, -1)}
-    for n in (2, 4, 6):
+    for n in (2, 4):
         outputs[f"Taylor-softmax n={n}"] = lambda z, n=n: taylor_log_softmax(z, n)
         outputs[f"Taylor-softmax n={n}, monotone"] = lambda z, n=n: taylor_log_softmax(z, n, monotone=True)
+    outputs["Taylor-softmax n=6"] = lambda z: taylor_log_softmax(z, 6)
     print("\n## Taylor-softmax vs softmax: linear head on frozen whitened features, 300 full-batch Adam steps "
-          "lr 1e-2, seeds 0-2; test accuracy and ECE (15 bins) of the output's own probabilities")
+          "lr 1e-2, seed 0 (full-batch: a second seed moved softmax by 0); test accuracy and ECE (15 bins) of the output's own probabilities")
     print("| output | test accuracy | ECE | NLL |\n|---|---|---|---|")
     for name, log_probs in outputs.items():
         accs, eces, nlls = [], [], []
-        for seed in range(3):
+        for seed in range(1):
             torch.manual_seed(seed)
             head = torch.nn.Linear(xtr.shape[1], 2)
             _train_head(head, lambda z, y: F.nll_loss(log_probs(z), y), xtr, ytr, 300, 1e-2, seed,
@@ -187,8 +188,7 @@ def run_taylor(white) -> None:
             accs.append(_accuracy(lp.argmax(-1), yte))
             eces.append(expected_calibration_error(lp.exp(), yte))
             nlls.append(float(F.nll_loss(lp, yte)))
-        print(f"| {name} | {np.mean(accs):.4f} ± {np.std(accs):.4f} | {np.mean(eces):.4f} ± {np.std(eces):.4f} "
-              f"| {np.mean(nlls):.4f} |", flush=True)
+        print(f"| {name} | {np.mean(accs):.4f} | {np.mean(eces):.4f} | {np.mean(nlls):.4f} |", flush=True)
 
 
 HIDDEN, EPOCHS = 32, 5  # Mitchell products are materialised (rows, out, in): kept small on 2 cores
