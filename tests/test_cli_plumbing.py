@@ -30,7 +30,7 @@ from plmkit.recipes.fewshot import FewShotConfig, run_fewshot
 from plmkit.recipes.finetune import FinetuneConfig
 from plmkit.recipes.pretrain import PretrainConfig
 from plmkit.recipes.seq2seq import Seq2SeqConfig
-from plmkit.recipes.simbert import SimBertConfig, build_simbert, train_simbert
+from plmkit.recipes.simbert import SimBertConfig, SimBertPairsConfig, build_simbert, train_simbert
 from plmkit.tokenizers import WordPieceTokenizer
 
 # command -> (required arguments, the recipe's module and function, its config, fields the command fixes)
@@ -46,6 +46,7 @@ RECIPES = {
     "seq2seq": (["--model", "m", "--train", "t", "--valid", "v", "--out", "o"], plmkit.recipes.seq2seq, "seq2seq",
                 Seq2SeqConfig, {}),
     "demo": ([], plmkit.recipes.demo, "run_demo", DemoConfig, {}),
+    "simbert": (["--train", "t", "--out", "o"], plmkit.recipes.simbert, "finetune_simbert", SimBertPairsConfig, {}),
 }
 # what each recipe function's stand-in returns: enough for the command to print its summary
 REPORTS = {
@@ -54,6 +55,7 @@ REPORTS = {
     "seq2seq": {"mode": "unilm", "valid": {"rouge-l": 0.5}, "out_dir": "o", "curves": "o/curves.png"},
     "run_fewshot": {"train_examples": 0, "patterns": {}, "ensemble": {}, "out_dir": "o"},
     "run_clue": {"task": "afqmc"},
+    "finetune_simbert": {"before": {}, "after": {}, "out_dir": "o"},
     "run_demo": {"epochs_run": 1, "test_accuracy": 0.5, "test_examples": 2, "valid_accuracy": 0.5,
                  "precision": "fp32", "device": "cpu", "seconds": 1.0, "curves": "c.png", "examples": []},
 }

@@ -9,8 +9,9 @@
         [distillation]:  lambda 100 x mean squared difference of the batch's cosine matrix from a teacher's
 
 SimBERT: github.com/ZhuiyiTechnology/simbert (kexue.fm/archives/7427); RoFormer-Sim: kexue.fm/archives/8454;
-the supervised head (RoFormer-Sim-FT): kexue.fm/archives/8541. `gen_synonyms` samples paraphrases with
-top-p, de-duplicates them and ranks them by cosine to the input, as the SimBERT release does.
+the supervised head (RoFormer-Sim-FT): kexue.fm/archives/8541, trained from labelled pairs by
+`finetune_simbert` (`plmkit simbert`). `gen_synonyms` samples paraphrases with top-p, de-duplicates them
+and ranks them by cosine to the input, as the SimBERT release does.
 Large batches can be accumulated exactly (`chunks`, see plmkit.similarity.contrastive).
 """
 from __future__ import annotations
@@ -18,14 +19,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import mask_tokens
+from ..data import DataError, mask_tokens, read_examples
+from ..files import save_json
 from ..hardware import resolve_device, resolve_precision
 from ..modules.linear import Linear
 from ..sentence import encode_sentences, pool
@@ -343,3 +348,293 @@ def gen_synonyms(model: nn.Module, tokenizer, text: str, n: int = 100, k: int = 
     scores = vectors[1:] @ vectors[0]  # (C,) cosines to the input
     order = torch.argsort(scores, descending=True, stable=True)
     return [candidates[i] for i in order[:k].tolist()]
+
+
+# ---- fine-tuning on labelled pairs: `plmkit simbert` (kexue.fm/archives/8541) ----------------------------
+
+OBJECTIVES = ("supervised", "unsupervised", "both")
+SUPERVISED_LOSSES = ("concat", "cosent")
+SETTINGS = "simbert.json"  # beside the weights: how the vectors are pooled
+
+
+@dataclass
+class SimBertPairsConfig:
+    """Settings of `plmkit simbert`: fine-tune on sentence pairs labelled 1 (similar) or 0 (not).
+
+    supervised:   u, v pooled from each sentence alone, then by `supervised_loss`:
+                  concat: concat(u, v, |u - v|) ─► dense ─► 2-way cross-entropy (SupervisedSimilarityHead, as
+                          8541 trains; the head is dropped afterwards: similarity is the cosine of u, v)
+                  cosent: every similar pair's cosine ranked above every dissimilar one's in the batch
+                          (CoSENT, kexue.fm/archives/8847: the same author's fix for training one thing, the
+                          classifier, and using another, the cosine)
+    unsupervised: the SimBERT loss (seq2seq + in-batch similarity) on the pairs labelled 1
+    both:         the sum of the two, the SimBERT part on a separate stream of label-1 pairs
+    """
+
+    objective: Literal["supervised", "unsupervised", "both"] = "supervised"
+    supervised_loss: Literal["concat", "cosent"] = "cosent"
+    epochs: int = 3  # passes over the labelled pairs (unsupervised: over the label-1 pairs)
+    batch_size: int = 32  # pairs per step
+    max_length: int = 64  # tokens of one sentence (supervised), of a whole SimBERT row (unsupervised)
+    lr: float = 1e-4  # as plmkit's other recipes; suits the embedded small model (benchmarks/README.md)
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    max_grad_norm: float = 1.0
+    scale: float = 20.0  # cosine scale of CoSENT and of the SimBERT loss's in-batch softmax
+    pooling: str = "pooler_linear"  # as SimBERT / RoFormer-Sim were trained; any of plmkit.sentence.POOLINGS
+    precision: str = "auto"  # bf16 autocast where native to the device, else fp32 (plmkit.hardware)
+    seed: int = 0
+    device: str | None = None  # default: cuda when available, else cpu
+    text_a_col: str = "text_a"
+    text_b_col: str = "text_b"
+    label_col: str = "label"
+
+    def __post_init__(self) -> None:
+        """Every field checked here, so a bad value fails before any file is read or written."""
+        from ..hardware import PRECISIONS
+        from ..sentence import POOLINGS
+
+        def bad(name: str, expected: str) -> ValueError:
+            return ValueError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
+
+        for name in ("epochs", "batch_size", "max_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (4 if name == "max_length" else 1):
+                raise bad(name, "an integer >= 4" if name == "max_length" else "an integer >= 1")
+        for name, ok, expected in (("lr", lambda x: x > 0, "> 0"), ("weight_decay", lambda x: x >= 0, ">= 0"),
+                                   ("warmup", lambda x: 0 <= x <= 1, "a fraction of the steps in [0, 1]"),
+                                   ("max_grad_norm", lambda x: x > 0, "> 0"), ("scale", lambda x: x > 0, "> 0")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise bad(name, expected)
+        for name, allowed in (("objective", OBJECTIVES), ("supervised_loss", SUPERVISED_LOSSES), ("pooling", POOLINGS),
+                              ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"one of {', '.join(allowed)}")
+        for name in ("text_a_col", "text_b_col", "label_col"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise bad(name, "a column name")
+
+    def simbert(self) -> SimBertConfig:
+        """The SimBERT loss's settings (simbert_step) for the unsupervised part."""
+        return SimBertConfig(max_length=self.max_length, batch_size=self.batch_size, scale=self.scale,
+                             pooling=self.pooling, precision=self.precision, seed=self.seed, device=self.device)
+
+
+LabelledPair = tuple[str, str, int]  # (text a, text b, 1 similar / 0 not)
+
+
+def read_labelled_pairs(path: str | Path, cfg: SimBertPairsConfig | None = None) -> list[LabelledPair]:
+    """(a, b, label) rows of a CSV / TSV / JSONL file; a missing column or a label other than 0 / 1 names its line."""
+    cfg = cfg or SimBertPairsConfig()
+    data = read_examples(path, text_col=cfg.text_a_col, pair_col=cfg.text_b_col, label_col=cfg.label_col)
+    rows = []
+    for a, b, label, line in zip(data.texts, data.pairs, data.labels, data.lines):
+        if label not in ("0", "1"):
+            raise DataError(f"{path}: line {line}: field {cfg.label_col!r} must be 0 or 1, found {label!r}")
+        for column, text in ((cfg.text_a_col, a), (cfg.text_b_col, b)):
+            if not text.strip():
+                raise DataError(f"{path}: line {line}: field {column!r} is empty")
+        rows.append((a, b, int(label)))
+    return rows
+
+
+def cosent_loss(cosines: Tensor, labels: Tensor, scale: float = 20.0) -> Tensor:
+    """log(1 + sum over similar i, dissimilar j of exp(scale * (cos_j - cos_i))): CoSENT (kexue.fm/archives/8847)."""
+    diff = scale * (cosines[None, :] - cosines[:, None])  # (B, B): [i, j] = scale * (cos_j - cos_i)
+    ranked = labels.bool()[:, None] & ~labels.bool()[None, :]  # i similar, j not
+    terms = diff.float().masked_select(ranked)
+    return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)  # the 1 inside the log is exp(0)
+
+
+def supervised_loss(model: nn.Module, head: SupervisedSimilarityHead | None, tokenizer,
+                    rows: Sequence[LabelledPair], cfg: SimBertPairsConfig) -> Tensor:
+    """The supervised loss (cfg.supervised_loss) of labelled pairs; u and v are each sentence pooled on its own.
+
+    concat: mean cross-entropy of `head` on concat(u, v, |u - v|); cosent: CoSENT on cos(u, v) (head unused)."""
+    device = next(model.parameters()).device
+    n = len(rows)
+    batch = tokenizer([a for a, _, _ in rows] + [b for _, b, _ in rows], max_length=cfg.max_length)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    with _autocast(cfg.precision, device):
+        out = model(batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                    attention_mask=batch["attention_mask"])
+        z = pool(out, batch["attention_mask"], cfg.pooling, model).float()  # (2n, H): the a's, then the b's
+    labels = torch.tensor([y for _, _, y in rows], device=device)
+    if cfg.supervised_loss == "cosent":
+        return cosent_loss(F.cosine_similarity(z[:n], z[n:], dim=-1), labels, cfg.scale)
+    if head is None:
+        raise ValueError("supervised_loss 'concat' needs the SupervisedSimilarityHead")
+    tasks = torch.zeros(n, dtype=torch.long, device=device)  # one task: the file's
+    return head.loss(head(z[:n], z[n:], tasks), tasks, labels)
+
+
+def pair_cosines(model: nn.Module, tokenizer, pairs: Sequence[Sequence], *, pooling: str = "pooler_linear",
+                 max_length: int | None = None) -> Tensor:
+    """(N,) cosine of each pair's two texts (each text encoded once)."""
+    texts = list(dict.fromkeys(t for p in pairs for t in p[:2]))
+    index = {t: i for i, t in enumerate(texts)}
+    z = encode_sentences(model, tokenizer, texts, pooling=pooling, max_length=max_length)  # (T, H), unit length
+    return (z[[index[p[0]] for p in pairs]] * z[[index[p[1]] for p in pairs]]).sum(-1)
+
+
+def roc_auc(scores: Tensor, labels: Tensor) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative (ties: half)."""
+    s, y = torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels).bool()
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if not n1 or not n0:
+        raise ValueError(f"AUC needs both labels, found {n1} positive and {n0} negative pairs")
+    _, inverse, counts = torch.unique(s, return_inverse=True, return_counts=True)  # ascending values
+    ranks = (counts.cumsum(0) - (counts - 1) / 2)[inverse]  # 1-based, ties share their mean rank
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def best_threshold(scores: Tensor, labels: Tensor) -> tuple[float, float]:
+    """(threshold, accuracy) of the rule `score >= threshold -> similar` that is right most often on these pairs."""
+    s, y = torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels).bool()
+    values = torch.unique(s)  # candidate thresholds, ascending
+    below_pos = torch.searchsorted(s[y].sort().values, values)  # positives under each threshold: wrong
+    below_neg = torch.searchsorted(s[~y].sort().values, values)  # negatives under it: right
+    correct = (int(y.sum()) - below_pos) + below_neg
+    k = int(torch.argmax(correct))
+    if int((~y).sum()) > int(correct[k]):  # everything called dissimilar beats every threshold
+        return float(values[-1]) + 1.0, float((~y).float().mean())
+    return float(values[k]), float(correct[k]) / len(s)
+
+
+def pair_metrics(scores: Tensor, labels: Tensor, threshold: float | None = None) -> dict[str, float]:
+    """AUC, and accuracy at `threshold` (None: at the best one for these pairs, which is returned too)."""
+    best, best_accuracy = best_threshold(scores, labels)
+    out = {"auc": roc_auc(scores, labels), "threshold": best, "accuracy": best_accuracy}
+    if threshold is not None:
+        y = torch.as_tensor(labels).bool()
+        out.update(threshold=threshold, accuracy=float(((torch.as_tensor(scores) >= threshold) == y).float().mean()),
+                   best_accuracy=best_accuracy)
+    return out
+
+
+def load_start(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
+    """load_simbert, except that a checkpoint without a pooler (a masked-LM release) gets a fresh one, logged."""
+    from ..pretrained import CheckpointError
+
+    model = load_simbert(path, device=device, allow_missing=True)
+    missing = model.load_report.missing
+    others = [n for n in missing if not n.startswith("pooler.")]
+    if others:
+        raise CheckpointError(f"{path}: the checkpoint lacks {others[:5]}; only the pooler may be missing "
+                              "(it is then initialised fresh)")
+    if missing:
+        logger.warning("%s has no pooler: %s initialised fresh", path, ", ".join(missing))
+    return model
+
+
+def finetune_simbert(model_path: str | Path, train: str | Path, out_dir: str | Path, *,
+                     valid: str | Path | None = None, test: str | Path | None = None,
+                     cfg: SimBertPairsConfig | None = None, overwrite: bool = False) -> dict:
+    """Fine-tune a SimBERT-style model on labelled pairs; write `<out>/model` and `<out>/results.json`.
+
+    Valid and test pairs are scored by cosine before and after (AUC, accuracy at the best threshold;
+    test's at the threshold best on valid when valid is given). With valid, the epoch of the best
+    valid AUC is kept. Every input is read before anything is written; the work happens in
+    `<out>.partial`, renamed when complete (an interrupted run starts afresh). Returns the results."""
+    cfg = cfg or SimBertPairsConfig()
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output directory {out} already exists (pass overwrite to replace it)")
+    started = time.time()
+    splits = {"train": read_labelled_pairs(train, cfg)}
+    for name, path in (("valid", valid), ("test", test)):
+        if path is not None:
+            splits[name] = rows = read_labelled_pairs(path, cfg)
+            if len({y for *_, y in rows}) < 2:
+                raise DataError(f"{path}: {name} pairs need both labels (0 and 1) to be scored")
+    train_rows = splits["train"]
+    positives = [(a, b) for a, b, y in train_rows if y == 1]
+    if cfg.objective != "unsupervised" and len({y for *_, y in train_rows}) < 2:
+        raise DataError(f"{train}: the supervised objective needs pairs of both labels (0 and 1)")
+    if cfg.objective != "supervised" and len(positives) < 2:
+        raise DataError(f"{train}: the SimBERT objective needs at least 2 pairs labelled 1, found {len(positives)}")
+
+    from ..pretrained import save_pretrained
+    from ..tokenizers import load_tokenizer
+
+    device = resolve_device(cfg.device)
+    tokenizer = load_tokenizer(model_path)
+    model = load_start(model_path, device)
+    torch.manual_seed(cfg.seed)  # the head's initialisation and dropout
+    head = SupervisedSimilarityHead(model.config.hidden_size, num_tasks=1).to(device) \
+        if cfg.supervised_loss == "concat" and cfg.objective != "unsupervised" else None
+
+    def evaluate(name: str, threshold: float | None = None) -> dict[str, float]:
+        rows = splits[name]
+        scores = pair_cosines(model, tokenizer, rows, pooling=cfg.pooling, max_length=cfg.max_length)
+        return pair_metrics(scores.cpu(), torch.tensor([y for *_, y in rows]), threshold)
+
+    def scored() -> dict[str, dict[str, float]]:
+        result = {"valid": evaluate("valid")} if "valid" in splits else {}
+        if "test" in splits:
+            result["test"] = evaluate("test", result["valid"]["threshold"] if result else None)
+        return result
+
+    report: dict = {"objective": cfg.objective, "model": str(model_path), "device": str(device),
+                    "precision": resolve_precision(cfg.precision, device),
+                    "examples": {name: len(rows) for name, rows in splits.items()}, "before": scored()}
+    stream = train_rows if cfg.objective != "unsupervised" else positives
+    batch_size = min(cfg.batch_size, len(stream))
+    steps = cfg.epochs * math.ceil(len(stream) / batch_size)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = build_optimizer(nn.ModuleList([model] + ([head] if head else [])), lr=cfg.lr,
+                                weight_decay=cfg.weight_decay)
+    scheduler = lambda_scheduler(optimizer, warmup_linear(int(cfg.warmup * steps), steps))
+    simbert_cfg = cfg.simbert()
+    extra = _pair_order(len(positives), min(cfg.batch_size, len(positives)), generator) \
+        if cfg.objective == "both" else None
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    history, best, best_auc = [], None, -1.0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(len(stream), generator=generator).tolist()
+        for at in range(0, len(order), batch_size):
+            chosen = [stream[i] for i in order[at:at + batch_size]]
+            record: dict[str, float] = {}
+            if cfg.objective != "supervised":
+                pairs = chosen if extra is None else [positives[i] for i in next(extra)]
+                if len(pairs) >= 2:  # a last batch of one pair has nothing to contrast with
+                    record.update(simbert_step(model, pair_batch(tokenizer, pairs, cfg.max_length), simbert_cfg))
+            if cfg.objective != "unsupervised":
+                loss = supervised_loss(model, head, tokenizer, chosen, cfg)
+                loss.backward()
+                record["supervised"] = loss.item()
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            history.append({"epoch": epoch, **record, "grad_norm": float(norm)})
+            if len(history) % 50 == 0:
+                logger.info("step %d/%d %s", len(history), steps,
+                            " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "similarity"))
+        model.eval()
+        if "valid" in splits:
+            auc = evaluate("valid")["auc"]
+            history[-1]["valid_auc"] = auc
+            logger.info("epoch %d: valid AUC %.4f", epoch, auc)
+            if auc > best_auc:
+                best_auc, best = auc, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                report["best_epoch"] = epoch
+    if best is not None:
+        model.load_state_dict(best)
+    report.update(after=scored(), steps=len(history), config=asdict(cfg), history=history)
+
+    work = out.with_name(out.name + ".partial")
+    if work.exists():
+        shutil.rmtree(work)
+    save_pretrained(model, work / "model", tokenizer=tokenizer)
+    save_json({"pooling": cfg.pooling, "max_length": cfg.max_length, "objective": cfg.objective},
+              work / "model" / SETTINGS)
+    report["seconds"] = round(time.time() - started, 1)
+    save_json(report, work / "results.json")
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)  # the complete directory appears at once
+    report["out_dir"] = str(out)
+    return report
