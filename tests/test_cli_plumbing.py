@@ -17,6 +17,8 @@ import plmkit.recipes.fewshot
 import plmkit.recipes.finetune
 import plmkit.recipes.pretrain
 import plmkit.recipes.seq2seq
+import plmkit.export
+import plmkit.serve.app
 import plmkit.recipes.simbert
 import plmkit.sentence
 import plmkit.similarity.retrieval
@@ -30,6 +32,8 @@ from plmkit.recipes.fewshot import FewShotConfig, run_fewshot
 from plmkit.recipes.finetune import FinetuneConfig
 from plmkit.recipes.pretrain import PretrainConfig
 from plmkit.recipes.seq2seq import Seq2SeqConfig
+from plmkit.export import ExportConfig
+from plmkit.serve.config import ServeConfig
 from plmkit.recipes.simbert import SimBertConfig, SimBertPairsConfig, build_simbert, train_simbert
 from plmkit.tokenizers import WordPieceTokenizer
 
@@ -45,6 +49,7 @@ RECIPES = {
     "clue": (["afqmc", "--model", "m", "--data", "d", "--out", "o"], plmkit.recipes.clue, "run_clue", ClueConfig, {}),
     "seq2seq": (["--model", "m", "--train", "t", "--valid", "v", "--out", "o"], plmkit.recipes.seq2seq, "seq2seq",
                 Seq2SeqConfig, {}),
+    "serve": (["--model", "m"], plmkit.serve.app, "serve", ServeConfig, {}),
     "demo": ([], plmkit.recipes.demo, "run_demo", DemoConfig, {}),
     "simbert": (["--train", "t", "--out", "o"], plmkit.recipes.simbert, "finetune_simbert", SimBertPairsConfig, {}),
 }
@@ -53,6 +58,8 @@ REPORTS = {
     "pretrain": "o/model",
     "finetune": {"valid_accuracy": 0.5, "out_dir": "o", "curves": "o/curves.png"},
     "seq2seq": {"mode": "unilm", "valid": {"rouge-l": 0.5}, "out_dir": "o", "curves": "o/curves.png"},
+    "serve": None,
+    "export_onnx": {"max_abs_diff": None, "file": "model.onnx", "task": "encoder", "inputs": [], "outputs": []},
     "run_fewshot": {"train_examples": 0, "patterns": {}, "ensemble": {}, "out_dir": "o"},
     "run_clue": {"task": "afqmc"},
     "finetune_simbert": {"before": {}, "after": {}, "out_dir": "o"},
@@ -72,8 +79,10 @@ def _config_received(monkeypatch, command, *extra):
             seen["cfg"] = config_class(**kwargs)
         elif function == "pretrain":
             seen["cfg"] = args[2]
-        elif function == "run_demo":
+        elif function in ("run_demo", "serve"):
             seen["cfg"] = args[1]
+        elif function == "export_onnx":
+            seen["cfg"] = args[2]
         else:
             seen["cfg"] = kwargs["cfg"]
         return REPORTS[function]
@@ -166,6 +175,17 @@ def test_a_choice_outside_the_configs_literal_is_refused(capsys):
     with pytest.raises(SystemExit) as e:
         main(["pet", "--out", "o", "--combine", "max"])
     assert e.value.code == 2 and "invalid choice: 'max'" in capsys.readouterr().err
+
+
+def test_export_hands_its_function_the_config_defaults(monkeypatch, capsys):
+    """export runs on the CPU (tracing), so it is left out of the --device tests; its defaults are checked here."""
+    RECIPES["export"] = (["--model", "m", "--out", "o"], plmkit.export, "export_onnx", ExportConfig, {})
+    try:
+        assert _config_received(monkeypatch, "export") == ExportConfig()
+        args = vars(build_parser().parse_args(["export", "--model", "m", "--out", "o"]))
+        assert all(args[name] is None for name in inspect.signature(ExportConfig).parameters)
+    finally:
+        del RECIPES["export"]
 
 
 # ---- --device ---------------------------------------------------------------------------------------
