@@ -1,7 +1,9 @@
 """Load test of `plmkit serve` on loopback: N requests (one text each) from C concurrent httpx clients, with
 dynamic batching vs one request at a time (--max-batch-size 1), next to calling the same model in-process
-(one text a call, and batches of 32). Routes: classify (the embedded small Chinese BERT with a 2-label head)
-and embed (the embedded model, mean pooling). Prints a markdown table; every request must succeed.
+(one text a call, and batches of 32), for each runtime (`--runtime torch`: plmkit's fp32 forward; `--runtime onnx`:
+onnxruntime on the model's ONNX export, made by the server at startup). Routes: classify (the embedded small
+Chinese BERT with a 2-label head) and embed (the embedded model, mean pooling). Prints a markdown table with the
+1-minute load average after each row (the machine is shared); every request must succeed.
 
     nice python benchmarks/bench_serve.py --requests 2000 --concurrency 32
 """
@@ -24,8 +26,8 @@ import httpx
 import torch
 
 import plmkit
-from plmkit.recipes.finetune import TextClassifier
-from plmkit.sentence import encode_sentences
+from plmkit.serve.config import ServeConfig
+from plmkit.serve.models import load_model
 from plmkit.zoo import embedded_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,12 +78,14 @@ async def load(url: str, route: str, model: str, inputs: list[str], concurrency:
             "rps": len(latencies) / seconds, "p50": p50, "p99": p99}
 
 
-def start_server(models: list[str], max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
+def start_server(models: list[str], max_batch: int, max_wait_ms: float,
+                 runtime: str = "torch") -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [sys.executable, "-m", "plmkit.cli", "serve", "--port", str(port), "--device", "cpu", "--log-level",
-            "warning", "--max-batch-size", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-queue", "100000"]
+            "warning", "--max-batch-size", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-queue", "100000",
+            "--runtime", runtime]
     for m in models:
         args += ["--model", m]
     proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -118,48 +122,54 @@ def main() -> int:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--routes", nargs="+", default=["classify", "embed"])
     ap.add_argument("--single-calls", type=int, default=500, help="in-process one-text calls timed")
+    ap.add_argument("--runtimes", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
     args = ap.parse_args()
     inputs = texts(args.requests)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clf_dir = classifier_dir(Path(tmp))
-        models = [f"clf={clf_dir}", f"enc={embedded_model_dir()}"]
-        clf = TextClassifier(clf_dir, device="cpu")
-        enc, tok = plmkit.from_pretrained(embedded_model_dir()).eval(), plmkit.load_tokenizer(embedded_model_dir())
-        calls = {"classify": lambda b: clf.predict(b, batch_size=len(b)),
-                 "embed": lambda b: encode_sentences(enc, tok, b, max_length=128, batch_size=len(b), progress=False)}
+        served = {"classify": f"clf={clf_dir}", "embed": f"enc={embedded_model_dir()}"}
         for route in args.routes:
             name = "clf" if route == "classify" else "enc"
-            calls[route](inputs[:64])  # warm up
-            single = inputs[:args.single_calls]  # the slowest way: a sample is enough for its rate
-            rows.append((route, f"in-process, one text a call ({len(single)} calls)",
-                         in_process(calls[route], single, 1)))
-            rows.append((route, f"in-process, batches of {args.max_batch_size}",
-                         in_process(calls[route], inputs, args.max_batch_size)))
-            for label, max_batch in ((f"server, dynamic batching (max {args.max_batch_size}, "
-                                      f"{args.max_wait_ms:g} ms)", args.max_batch_size),
-                                     ("server, one request at a time (max batch 1)", 1)):
-                proc, url = start_server(models, max_batch, args.max_wait_ms)
-                try:
-                    asyncio.run(load(url, route, name, inputs[:200], args.concurrency))  # warm up
-                    batches_before = httpx.get(url + "/healthz").json()["batches"]
-                    result = asyncio.run(load(url, route, name, inputs, args.concurrency))
-                    result["batches"] = httpx.get(url + "/healthz").json()["batches"] - batches_before
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait(timeout=60)
-                rows.append((route, label, result))
-                if result["errors"]:
-                    print(f"ERRORS in {route} / {label}: {result['errors']} ({result['first_error']})",
-                          file=sys.stderr)
+            for runtime in args.runtimes:
+                # in-process: the very batch function the server calls, without HTTP or batching
+                run = load_model(name, Path(served[route].split("=", 1)[1]),
+                                 ServeConfig(device="cpu", runtime=runtime)).routes[route]
+
+                def call(batch: list[str], run=run, route=route) -> list:
+                    return run([(t, None) for t in batch] if route == "classify" else batch)
+                call(inputs[:64])  # warm up
+                single = inputs[:args.single_calls]  # the slowest way: a sample is enough for its rate
+                rows.append((route, runtime, f"in-process, one text a call ({len(single)} calls)",
+                             in_process(call, single, 1) | {"load": os.getloadavg()[0]}))
+                rows.append((route, runtime, f"in-process, batches of {args.max_batch_size}",
+                             in_process(call, inputs, args.max_batch_size) | {"load": os.getloadavg()[0]}))
+                del run, call
+                for label, max_batch in ((f"server, dynamic batching (max {args.max_batch_size}, "
+                                          f"{args.max_wait_ms:g} ms)", args.max_batch_size),
+                                         ("server, one request at a time (max batch 1)", 1)):
+                    proc, url = start_server([served[route]], max_batch, args.max_wait_ms, runtime)
+                    try:
+                        asyncio.run(load(url, route, name, inputs[:200], args.concurrency))  # warm up
+                        batches_before = httpx.get(url + "/healthz").json()["batches"]
+                        result = asyncio.run(load(url, route, name, inputs, args.concurrency))
+                        result["batches"] = httpx.get(url + "/healthz").json()["batches"] - batches_before
+                        result["load"] = os.getloadavg()[0]
+                    finally:
+                        proc.send_signal(signal.SIGTERM)
+                        proc.wait(timeout=60)
+                    rows.append((route, runtime, label, result))
+                    if result["errors"]:
+                        print(f"ERRORS in {route} / {runtime} / {label}: {result['errors']} "
+                              f"({result['first_error']})", file=sys.stderr)
     print(f"\n{args.requests} requests of one text each, {args.concurrency} concurrent clients (httpx, same "
           f"machine); torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| route | how | requests/s | p50 ms | p99 ms | errors | forward passes |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for route, label, r in rows:
-        print(f"| {route} | {label} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | "
-              f"{r.get('batches', '')} |")
-    return 1 if any(r["errors"] for _, _, r in rows) else 0
+    print("| route | runtime | how | requests/s | p50 ms | p99 ms | errors | forward passes | load avg |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for route, runtime, label, r in rows:
+        print(f"| {route} | {runtime} | {label} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | "
+              f"{r.get('batches', '')} | {r['load']:.1f} |")
+    return 1 if any(r["errors"] for _, _, _, r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -286,7 +286,11 @@ def serve(specs: list[str], cfg: ServeConfig) -> None:
 
     models = []
     for name, path in parse_model_specs(specs):
-        models.append(load_model(name, path, cfg))
-        logger.info("model %s: %s (%s) -> %s", name, path, models[-1].kind, ", ".join(models[-1].routes))
+        m = load_model(name, path, cfg)
+        models.append(m)
+        logger.info("model %s: %s (%s, %s) -> %s", name, path, m.kind, m.info["runtime"], ", ".join(m.routes))
+        if cfg.runtime == "onnx" and m.info["runtime"] == "torch":
+            logger.info("model %s keeps the torch runtime: --runtime onnx covers classify for finetune classifiers "
+                        "and embed for encoders, not a %s directory", name, m.kind)
     uvicorn.run(build_app(models, cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level,
                 timeout_graceful_shutdown=cfg.graceful_timeout)

@@ -31,6 +31,11 @@ class ServeConfig:
         default="mean", metadata={"help": "embed's pooling for a plain encoder (an index keeps its own)"})
     graceful_timeout: float = field(default=30.0, metadata={"help": "seconds in-flight requests may take to "
                                                                     "finish after SIGINT / SIGTERM"})
+    runtime: Literal["torch", "onnx"] = field(
+        default="torch", metadata={"help": "onnx: classify (finetune classifiers) and embed (encoders) run in "
+                                           "onnxruntime on the CPU, from an ONNX export made at startup (or a "
+                                           "`plmkit export` directory given as --model); pet / ptune, similar "
+                                           "and generate keep torch; fp32 only; no first_last_mean pooling"})
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     def __post_init__(self) -> None:
@@ -42,5 +47,13 @@ class ServeConfig:
                 raise ValueError(f"ServeConfig.{name} must be >= 0, found {getattr(self, name)!r}")
         if self.request_timeout <= 0:
             raise ValueError(f"ServeConfig.request_timeout must be > 0, found {self.request_timeout!r}")
+        if self.runtime not in ("torch", "onnx"):
+            raise ValueError(f"ServeConfig.runtime must be 'torch' or 'onnx', found {self.runtime!r}")
+        if self.runtime == "onnx" and self.precision != "fp32":
+            raise ValueError(f"ServeConfig.precision {self.precision!r} is a torch runtime option: runtime 'onnx' "
+                             "runs the fp32 export; give precision fp32 or runtime torch")
+        if self.runtime == "onnx" and self.device not in (None, "cpu"):
+            raise ValueError(f"ServeConfig.device {self.device!r}: runtime 'onnx' runs on the CPU (onnxruntime's "
+                             "CPU execution provider); give device cpu or runtime torch")
         if not 0 <= self.port < 65536:
             raise ValueError(f"ServeConfig.port must be in 0..65535, found {self.port!r}")

@@ -5,6 +5,10 @@
     index.json            plmkit similar index         ─► similar, embed (the index's encoder, pooling, whitening)
     config.json + labels  plmkit finetune output       ─► classify (TextClassifier)
     any other checkpoint  an encoder                   ─► embed (encode_sentences)
+    onnx.json             plmkit export output         ─► classify or embed in onnxruntime (onnx_models.py)
+
+With --runtime onnx, finetune classifiers and encoders are exported at startup and answered by onnxruntime
+too (onnx_models.py); the other kinds keep torch.
 
 Every function here runs in the server's worker thread, never on the event loop.
 """
@@ -74,10 +78,19 @@ def kind_of(path: str | Path) -> str:
 
 
 def load_model(name: str, path: Path, cfg: ServeConfig) -> ServedModel:
-    """Load the directory once, on cfg.device at cfg.precision, with the routes its kind answers."""
+    """Load the directory once, on cfg.device at cfg.precision (or in onnxruntime), with the routes its kind
+    answers; info["runtime"] says which engine runs it."""
+    from .onnx_models import is_onnx_dir, load_onnx
+
+    if is_onnx_dir(path):  # only onnxruntime can run an export (it holds no torch weights)
+        return load_onnx(name, Path(path), None, cfg)
     kind = kind_of(path)
-    return {"fewshot": _fewshot, "seq2seq": _seq2seq, "index": _index, "classifier": _classifier,
+    if cfg.runtime == "onnx" and kind in ("classifier", "encoder"):
+        return load_onnx(name, Path(path), kind, cfg)
+    served = {"fewshot": _fewshot, "seq2seq": _seq2seq, "index": _index, "classifier": _classifier,
             "encoder": _encoder}[kind](name, Path(path), cfg)
+    served.info["runtime"] = "torch"
+    return served
 
 
 def _classify_with(predict: Callable, labels: list[str]) -> Callable[[list], list]:
