@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -47,6 +46,7 @@ from ..tokenizers import load_tokenizer
 from ..training import Trainer, build_optimizer, lambda_scheduler, move_to, warmup_linear
 from ..training.checkpoint import load_checkpoint
 from .finetune import Batches, classification_loss
+from .outputs import partial_dir, publish
 
 __all__ = ["ClueConfig", "CrfTagger", "SpanModel", "run_all", "run_clue", "summary_table"]
 
@@ -543,9 +543,7 @@ def run_clue(task: str, model: str | Path, data_dir: str | Path, out_dir: str | 
     cfg = ClueConfig(**options)
     spec = get_task(task)
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"output directory {out} already exists (pass overwrite to replace it)")
-    work = out.with_name(out.name + ".partial")
+    work = partial_dir(out, overwrite)
     started = time.time()
     folder = find_task_dir(spec, data_dir)
     train, dev, test = (read_split(spec, folder, s) for s in ("train", "dev", "test"))
@@ -590,14 +588,9 @@ def run_clue(task: str, model: str | Path, data_dir: str | Path, out_dir: str | 
               "test_examples": len(test), "steps": fit["step"], "epochs_run": fit["epoch"],
               "max_length": max_length, "batch_size": batch_size, "model": str(model), "data": str(folder),
               "config": asdict(cfg), "precision": trainer.precision, **recipe.metadata()}
-    if not cfg.keep_checkpoints:
-        for name in ("checkpoint.pt", "best.pt"):
-            (work / name).unlink(missing_ok=True)
     report["seconds"] = round(time.time() - started, 1)
     save_json(report, work / "results.json")
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)  # the complete directory appears at once
+    publish(work, out, state=() if cfg.keep_checkpoints else ("checkpoint.pt", "best.pt"))
     report["out_dir"] = str(out)
     logger.info("%s: dev %s %.4f (%d steps, %.0f s)", spec.name, spec.metric, report["dev_score"], fit["step"],
                 report["seconds"])

@@ -35,6 +35,7 @@ from ..tasks.pet import (PROMPTS_FILE, Pattern, PromptClassifier, PromptEmbeddin
                          save_prompts)
 from ..tokenizers import load_tokenizer
 from ..training import Trainer, build_optimizer, lambda_scheduler, warmup_linear
+from .outputs import publish
 
 __all__ = ["FewShotConfig", "run_fewshot", "sample_examples", "FewShotClassifier", "PET_PATTERNS", "PTUNE_PATTERN"]
 
@@ -256,9 +257,7 @@ def run_fewshot(model_path: str | Path, out_dir: str | Path, *, train: str | Pat
                           for name in evals}
     report["seconds"] = round(time.time() - started, 1)
     save_json(report, work / "fewshot.json")
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
+    publish(work, out, state=())
     report["out_dir"] = str(out)
     return report
 

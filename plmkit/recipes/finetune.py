@@ -13,7 +13,6 @@ import contextlib
 import errno
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,8 @@ from ..pretrained import from_pretrained, inference_options, save_pretrained
 from ..tokenizers import load_tokenizer
 from ..training import (EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to,
                         set_hidden_dropout, warmup_linear)
-from ..training.checkpoint import ResumeError, check_run_identity, file_digest, load_checkpoint
+from ..training.checkpoint import file_digest, load_checkpoint
+from .outputs import FieldCheck, claim, partial_dir, publish
 
 logger = logging.getLogger("plmkit.finetune")
 
@@ -60,15 +60,8 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         """Every field checked here, so a bad value fails before any file is read or written."""
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
-
-        def number(name: str, kind: type = float) -> float:
-            value = getattr(self, name)
-            ok = (int,) if kind is int else (int, float)
-            if isinstance(value, bool) or not isinstance(value, ok):
-                raise bad(name, "an integer" if kind is int else "a number")
-            return value
+        check = FieldCheck(self)
+        bad, number = check.bad, check.number
 
         special = 3 if self.pair_col is None else 5  # [CLS] text [SEP] (pair [SEP]): one token of each text
         if number("max_length", int) < special:
@@ -253,9 +246,7 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     refused (`overwrite` discards it instead)."""
     cfg = cfg or FinetuneConfig()
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"output directory {out} already exists (pass overwrite to replace it)")
-    work = out.with_name(out.name + ".partial")
+    work = partial_dir(out, overwrite)
     started = time.time()
     read = dict(text_col=cfg.text_col, pair_col=cfg.pair_col, label_col=cfg.label_col)
     train_ex, valid_ex = read_examples(train, **read), read_examples(valid, **read)
@@ -275,19 +266,12 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
     for ex, y in ((train_ex, train_y), (valid_ex, valid_y), (test_ex, test_y)):
         if ex is not None:
             _check_rows_encode(collate, ex, _rows(ex, y), _position_limit(model), model_path)
-    fresh = f"remove {work} (or pass --overwrite) to start afresh"
     identity = {"recipe": "plmkit finetune", "model": str(Path(model_path).resolve()),
                 "sha256": {"train": file_digest(train), "valid": file_digest(valid),
                            "test": file_digest(test) if test else None},
                 # device and precision may change when a run resumes on another machine
                 "config": {k: v for k, v in asdict(cfg).items() if k not in ("device", "precision")}}
-    if work.exists() and overwrite:
-        try:
-            check_run_identity(work, identity, fresh=fresh)
-        except ResumeError as e:
-            logger.warning("%s; overwrite: discarding it", e)
-            shutil.rmtree(work)
-    check_run_identity(work, identity, fresh=fresh)  # the first file written
+    claim(work, identity, overwrite=overwrite)  # the first file written
 
     model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -334,11 +318,7 @@ def finetune(model_path: str | Path, train: str | Path, valid: str | Path, out_d
         save_pretrained(model, model_dir, tokenizer=tokenizer)
         report["seconds"] = round(time.time() - started, 1)
         save_json(report, work / "results.json")
-    for state in ("checkpoint.pt", "best.pt", "budget.json", "run.json"):  # resume state; the model is the result
-        (work / state).unlink(missing_ok=True)
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)  # the complete directory appears at once
+    publish(work, out, state=("checkpoint.pt", "best.pt", "budget.json", "run.json"))  # the model is the result
     report["out_dir"] = str(out)
     report["curves"] = str(out / "curves.png")
     return report

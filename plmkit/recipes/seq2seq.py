@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,8 +42,9 @@ from ..models import get_family
 from ..pretrained import CheckpointError, from_pretrained, inference_options, open_checkpoint, save_pretrained
 from ..tokenizers import load_tokenizer
 from ..training import LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to, warmup_linear
-from ..training.checkpoint import ResumeError, check_run_identity, file_digest, load_checkpoint
+from ..training.checkpoint import file_digest, load_checkpoint
 from .finetune import _chunks, _position_limit, _write_errors_name
+from .outputs import FieldCheck, claim, partial_dir, publish
 
 logger = logging.getLogger("plmkit.seq2seq")
 
@@ -79,15 +79,8 @@ class Seq2SeqConfig:
 
     def __post_init__(self) -> None:
         """Every field checked here, so a bad value fails before any file is read or written."""
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
-
-        def number(name: str, kind: type = float) -> float:
-            value = getattr(self, name)
-            ok = (int,) if kind is int else (int, float)
-            if isinstance(value, bool) or not isinstance(value, ok):
-                raise bad(name, "an integer" if kind is int else "a number")
-            return value
+        check = FieldCheck(self)
+        bad, number = check.bad, check.number
 
         if number("max_source_length", int) < 3:
             raise bad("max_source_length", ">= 3, room for a start, one token and an end")
@@ -319,9 +312,7 @@ def seq2seq(model_path: str | Path, train: str | Path, valid: str | Path, out_di
     one is refused (`overwrite` discards it instead). Returns the results (also in results.json)."""
     cfg = cfg or Seq2SeqConfig()
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"output directory {out} already exists (pass overwrite to replace it)")
-    work = out.with_name(out.name + ".partial")
+    work = partial_dir(out, overwrite)
     started = time.time()
     train_rows, train_lines = _read_pairs(train, cfg)
     valid_rows, valid_lines = _read_pairs(valid, cfg)
@@ -339,18 +330,11 @@ def seq2seq(model_path: str | Path, train: str | Path, valid: str | Path, out_di
         if rows:
             truncated[name] = _check_lengths(rows, lines, path, pairs, _position_limit(model))
     device = resolve_device(cfg.device)
-    fresh = f"remove {work} (or pass --overwrite) to start afresh"
     identity = {"recipe": "plmkit seq2seq", "model": str(Path(model_path).resolve()), "mode": mode,
                 "sha256": {"train": file_digest(train), "valid": file_digest(valid),
                            "test": file_digest(test) if test else None},
                 "config": {k: v for k, v in asdict(cfg).items() if k not in ("device", "precision")}}
-    if work.exists() and overwrite:
-        try:
-            check_run_identity(work, identity, fresh=fresh)
-        except ResumeError as e:
-            logger.warning("%s; overwrite: discarding it", e)
-            shutil.rmtree(work)
-    check_run_identity(work, identity, fresh=fresh)  # the first file written
+    claim(work, identity, overwrite=overwrite)  # the first file written
 
     model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -389,11 +373,7 @@ def seq2seq(model_path: str | Path, train: str | Path, valid: str | Path, out_di
                    "source_col": cfg.source_col, "target_col": cfg.target_col}, work / "model" / SETTINGS)
         report["seconds"] = round(time.time() - started, 1)
         save_json(report, work / "results.json")
-    for state in ("checkpoint.pt", "best.pt", "run.json"):  # resume state; the model is the result
-        (work / state).unlink(missing_ok=True)
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)  # the complete directory appears at once
+    publish(work, out)  # resume state dropped; the model is the result
     report["out_dir"] = str(out)
     report["curves"] = str(out / "curves.png")
     return report

@@ -36,6 +36,7 @@ from ..modules.linear import Linear
 from ..sentence import encode_sentences, pool
 from ..similarity.contrastive import accumulated_backward, paired_contrastive_loss
 from ..training import build_optimizer, lambda_scheduler, warmup_linear
+from .outputs import publish
 
 logger = logging.getLogger("plmkit.simbert")
 
@@ -633,8 +634,6 @@ def finetune_simbert(model_path: str | Path, train: str | Path, out_dir: str | P
               work / "model" / SETTINGS)
     report["seconds"] = round(time.time() - started, 1)
     save_json(report, work / "results.json")
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)  # the complete directory appears at once
+    publish(work, out, state=())
     report["out_dir"] = str(out)
     return report
