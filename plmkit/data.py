@@ -212,6 +212,17 @@ def encode_labels(data: Examples, names: Sequence[str], unknown: str = "never ap
     return ids
 
 
+def pad_rows(seqs: Sequence[Sequence[int]], value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) right-padded ids and the 0/1 mask of real positions."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), value, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return ids, mask
+
+
 def build_char_vocab(texts: Iterable[str], *, min_count: int = 2, max_size: int | None = None,
                      specials: Sequence[str] = SPECIALS, lowercase: bool = True) -> list[str]:
     """A character vocabulary (specials first, then characters by frequency) for a WordPiece tokenizer."""

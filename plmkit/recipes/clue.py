@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import pad_rows
 from ..files import atomic_write, save_json
 from ..hardware import resolve_device, resolve_precision
 from ..losses import multilabel_categorical_crossentropy
@@ -126,17 +127,6 @@ class CrfTagger(nn.Module):
 
 
 # ---- shared pieces ---------------------------------------------------------------------------
-
-def _pad(seqs: Sequence[Sequence[int]], value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) right-padded ids and the 0/1 mask of real positions."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), value, dtype=torch.long)
-    mask = torch.zeros(len(seqs), width, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, :len(s)] = 1
-    return ids, mask
-
 
 def _pack(tokenizer, parts: Sequence[list[int]], types: Sequence[int], max_length: int) -> tuple[list[int], list[int]]:
     """[CLS] part [SEP] part [SEP] ..., trimming the end of the longest part until it fits."""
@@ -268,8 +258,8 @@ class _Choice(_Recipe):
                 seqs.append(ids)
                 segs.append(seg)
                 cmask.append(real)
-        input_ids, attention = _pad(seqs, self.tokenizer.pad_token_id)
-        batch = {"input_ids": input_ids, "token_type_ids": _pad(segs)[0], "attention_mask": attention,
+        input_ids, attention = pad_rows(seqs, self.tokenizer.pad_token_id)
+        batch = {"input_ids": input_ids, "token_type_ids": pad_rows(segs)[0], "attention_mask": attention,
                  "choice_mask": torch.tensor(cmask).view(len(examples), C)}
         if examples[0].label is not None:
             batch["labels"] = torch.tensor([ex.label for ex in examples])
@@ -317,8 +307,8 @@ class _Cloze(_Choice):
             cmask += [j < len(b.candidates) for j in range(C)]
             seqs += [ids for ids, _ in inputs]
             segs += [seg for _, seg in inputs]
-        input_ids, attention = _pad(seqs, self.tokenizer.pad_token_id)
-        batch = {"input_ids": input_ids, "token_type_ids": _pad(segs)[0], "attention_mask": attention,
+        input_ids, attention = pad_rows(seqs, self.tokenizer.pad_token_id)
+        batch = {"input_ids": input_ids, "token_type_ids": pad_rows(segs)[0], "attention_mask": attention,
                  "choice_mask": torch.tensor(cmask).view(len(blanks), C)}
         if blanks[0].answer is not None:
             batch["labels"] = torch.tensor([b.answer for b in blanks])

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..data import DataError, Examples, encode_labels, iter_rows, label_index, read_examples
 from ..files import atomic_write, save_json
-from ..hardware import PRECISIONS, inference_device, resolve_device, resolve_precision
+from ..hardware import inference_device, resolve_device, resolve_precision
 from ..pretrained import from_pretrained, inference_options, save_pretrained
 from ..tokenizers import load_tokenizer
 from ..training import (EMA, LengthGroupedBatches, Trainer, build_optimizer, lambda_scheduler, move_to,
@@ -67,15 +67,7 @@ class FinetuneConfig:
         if number("max_length", int) < special:
             raise bad("max_length", f">= {special}, room for [CLS] text [SEP]" + (" pair [SEP]" if self.pair_col
                                                                                     else "") + " with one token each")
-        for name in ("batch_size", "epochs", "patience"):
-            if number(name, int) < 1:
-                raise bad(name, ">= 1")
-        if not number("lr") > 0:
-            raise bad("lr", "> 0")
-        if not number("weight_decay") >= 0:
-            raise bad("weight_decay", ">= 0")
-        if not 0 <= number("warmup") <= 1:
-            raise bad("warmup", "a fraction of the steps in [0, 1]")
+        check.optimisation()
         if not 0 <= number("ema") < 1:
             raise bad("ema", "0 (off) or a decay in (0, 1)")
         if not number("rdrop") >= 0:
@@ -84,14 +76,9 @@ class FinetuneConfig:
             raise bad("dropout", "a probability in [0, 1), or None")
         if self.train_seconds is not None and not number("train_seconds") > 0:
             raise bad("train_seconds", "> 0 seconds, or None")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
-        number("seed", int)
         if not isinstance(self.group_by_length, bool):
             raise bad("group_by_length", "true or false")
-        for name in ("text_col", "label_col") + (("pair_col",) if self.pair_col is not None else ()):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise bad(name, "a column name")
+        check.columns("text_col", "label_col", *(("pair_col",) if self.pair_col is not None else ()))
 
 
 class Batches:

@@ -4,7 +4,8 @@
     claim(work, identity, ...)       the run's identity (run.json): the same call resumes, another is refused
     publish(work, out, state=...)    drop resume state, then rename <out>.partial to <out>: it appears whole
 
-    FieldCheck(config)               number(name, int) / bad(name, expected): one message format for configs
+    FieldCheck(config)               number(name, int) / bad(name, expected): one message format for configs;
+                                     optimisation() and columns(...) check the fields recipes share
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..hardware import PRECISIONS
 from ..training.checkpoint import ResumeError, check_run_identity
 
 logger = logging.getLogger("plmkit.recipes")
@@ -63,3 +65,25 @@ class FieldCheck:
         if isinstance(value, bool) or not isinstance(value, ok):
             raise self.bad(name, "an integer" if kind is int else "a number")
         return value
+
+    def optimisation(self) -> None:
+        """The fields every fine-tuning recipe has: batch_size, epochs, patience, lr, weight_decay, warmup,
+        precision and seed."""
+        for name in ("batch_size", "epochs", "patience"):
+            if self.number(name, int) < 1:
+                raise self.bad(name, ">= 1")
+        if not self.number("lr") > 0:
+            raise self.bad("lr", "> 0")
+        if not self.number("weight_decay") >= 0:
+            raise self.bad("weight_decay", ">= 0")
+        if not 0 <= self.number("warmup") <= 1:
+            raise self.bad("warmup", "a fraction of the steps in [0, 1]")
+        if self.config.precision not in PRECISIONS:
+            raise self.bad("precision", f"one of {', '.join(PRECISIONS)}")
+        self.number("seed", int)
+
+    def columns(self, *names: str) -> None:
+        """Fields naming input columns: each a non-empty string."""
+        for name in names:
+            if not isinstance(getattr(self.config, name), str) or not getattr(self.config, name):
+                raise self.bad(name, "a column name")

@@ -34,10 +34,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data import DataError, read_examples
+from ..data import DataError, pad_rows, read_examples
 from ..files import atomic_write, read_json_object, save_json
 from ..generation import generate
-from ..hardware import PRECISIONS, inference_device, resolve_device
+from ..hardware import inference_device, resolve_device
 from ..models import get_family
 from ..pretrained import CheckpointError, from_pretrained, inference_options, open_checkpoint, save_pretrained
 from ..tokenizers import load_tokenizer
@@ -86,30 +86,19 @@ class Seq2SeqConfig:
             raise bad("max_source_length", ">= 3, room for a start, one token and an end")
         if number("max_target_length", int) < 1:
             raise bad("max_target_length", ">= 1")
-        for name in ("batch_size", "epochs", "patience", "num_beams"):
-            if number(name, int) < 1:
-                raise bad(name, ">= 1")
+        check.optimisation()
+        if number("num_beams", int) < 1:
+            raise bad("num_beams", ">= 1")
         if number("eval_examples", int) < 0:
             raise bad("eval_examples", ">= 0 (0: every validation pair)")
         if number("no_repeat_ngram_size", int) < 0:
             raise bad("no_repeat_ngram_size", ">= 0 (0: off)")
-        if not number("lr") > 0:
-            raise bad("lr", "> 0")
-        if not number("weight_decay") >= 0:
-            raise bad("weight_decay", ">= 0")
-        if not 0 <= number("warmup") <= 1:
-            raise bad("warmup", "a fraction of the steps in [0, 1]")
         if not number("repetition_penalty") > 0:
             raise bad("repetition_penalty", "> 0 (1: off)")
         number("length_penalty")
-        number("seed", int)
         if self.monitor not in METRICS:
             raise bad("monitor", f"one of {', '.join(METRICS)}")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
-        for name in ("source_col", "target_col"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise bad(name, "a column name")
+        check.columns("source_col", "target_col")
 
     def generation(self) -> dict[str, Any]:
         """The decoding options of evaluation and generation."""
@@ -194,24 +183,14 @@ class Pairs:
         sources = [self.source_ids(s) for s, _ in rows]
         bodies = [self.target_body(t) for _, t in rows]
         if self.mode == "encoder-decoder":
-            batch = _pad(sources, self.pad, "input_ids", "attention_mask")
-            decoder = _pad([[self.decoder_start] + b for b in bodies], self.pad, "decoder_input_ids",
-                           "decoder_attention_mask")
-            labels = _pad([b + [self.end] for b in bodies], -100, "labels", None)
-            return batch | decoder | labels
-        joined = [s + b + [self.end] for s, b in zip(sources, bodies)]
-        batch = _pad(joined, self.pad, "input_ids", "attention_mask")
+            input_ids, attention_mask = pad_rows(sources, self.pad)
+            decoder_input_ids, decoder_attention_mask = pad_rows([[self.decoder_start] + b for b in bodies], self.pad)
+            return {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
+                    "decoder_attention_mask": decoder_attention_mask,
+                    "labels": pad_rows([b + [self.end] for b in bodies], -100)[0]}
+        input_ids, attention_mask = pad_rows([s + b + [self.end] for s, b in zip(sources, bodies)], self.pad)
         segments = [[0] * len(s) + [1] * (len(b) + 1) for s, b in zip(sources, bodies)]
-        batch["token_type_ids"] = _pad(segments, 0, "token_type_ids", None)["token_type_ids"]
-        return batch
-
-
-def _pad(rows: list[list[int]], value: int, name: str, mask_name: str | None) -> dict[str, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    out = {name: torch.tensor([r + [value] * (width - len(r)) for r in rows])}
-    if mask_name:
-        out[mask_name] = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    return out
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": pad_rows(segments)[0]}
 
 
 def seq2seq_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,8 +225,8 @@ def generate_texts(model, pairs: Pairs, sources: Sequence[str], *, batch_size: i
     model.eval()
     for at in range(0, len(order), batch_size):
         chunk = order[at:at + batch_size]
-        batch = move_to(_pad([pairs.source_ids(sources[i]) for i in chunk], pairs.pad, "input_ids",
-                             "attention_mask"), device)
+        input_ids, attention_mask = pad_rows([pairs.source_ids(sources[i]) for i in chunk], pairs.pad)
+        batch = move_to({"input_ids": input_ids, "attention_mask": attention_mask}, device)
         extra = {"decoder_start_token_id": pairs.decoder_start} if pairs.mode == "encoder-decoder" else \
             {"token_type_ids": torch.zeros_like(batch["input_ids"])}
         if allowed is not None:
