@@ -361,12 +361,18 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     from plmkit.recipes.finetune import FinetuneConfig
 
     p.add_argument("--model", required=True, help="pretrained model directory")
-    p.add_argument("--train", required=True)
-    p.add_argument("--valid", required=True)
+    _run_files(p)
+    add_config_options(p, FinetuneConfig)
+
+
+def _run_files(p: argparse.ArgumentParser, *, train_help: str | None = None, valid_required: bool = True,
+               valid_help: str | None = None) -> None:
+    """The files of a training recipe: --train, --valid, --test, --out and --overwrite."""
+    p.add_argument("--train", required=True, help=train_help)
+    p.add_argument("--valid", required=valid_required, help=valid_help)
     p.add_argument("--test")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
-    add_config_options(p, FinetuneConfig)
 
 
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -389,11 +395,7 @@ def _seq2seq_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", required=True, help="a T5 / mT5 / T5 PEGASUS checkpoint, or a BERT-like encoder "
                    "with its MLM head (trained as UniLM)")
-    p.add_argument("--train", required=True, help="CSV / TSV / JSONL with source and target columns")
-    p.add_argument("--valid", required=True)
-    p.add_argument("--test")
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    _run_files(p, train_help="CSV / TSV / JSONL with source and target columns")
     add_config_options(p, Seq2SeqConfig)
 
 
@@ -461,11 +463,8 @@ def _simbert_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", help="a SimBERT / RoFormer-Sim or BERT-like checkpoint with its MLM head "
                    "(default: the embedded small Chinese BERT)")
-    p.add_argument("--train", required=True, help="CSV / TSV / JSONL: text_a, text_b, label (1 similar, 0 not)")
-    p.add_argument("--valid", help="scored after each epoch; the best epoch is kept")
-    p.add_argument("--test")
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    _run_files(p, train_help="CSV / TSV / JSONL: text_a, text_b, label (1 similar, 0 not)", valid_required=False,
+               valid_help="scored after each epoch; the best epoch is kept")
     add_config_options(p, SimBertPairsConfig)
 
 
