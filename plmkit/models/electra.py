@@ -115,14 +115,13 @@ _PARTS = {"discriminator": ("electra/encoder/", "electra/embeddings_project/", "
 _SCOPES = {"discriminator": "electra", "generator": "generator"}
 
 
-def _tf_part(d: dict[str, Any], names) -> str:
+def _tf_part(d: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str:
     """The model of a TensorFlow checkpoint a config describes: the only one the file holds, else the one
     whose encoder is as wide as the config's hidden_size (the discriminator when both are)."""
     probe = "{}/encoder/layer_0/attention/output/dense/kernel"
-    held = [part for part, scope in _SCOPES.items() if probe.format(scope) in names]
-    if len(held) == 2 and hasattr(names, "get"):
-        fits = [part for part in held if (names.get(probe.format(_SCOPES[part])) or (0,))[-1] == d.get("hidden_size")]
-        held = fits or held
+    held = [part for part, scope in _SCOPES.items() if probe.format(scope) in shapes]
+    if len(held) == 2:
+        held = [part for part in held if shapes[probe.format(_SCOPES[part])][-1] == d.get("hidden_size")] or held
     return held[0] if held else "discriminator"
 
 
