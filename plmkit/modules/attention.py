@@ -157,13 +157,19 @@ class KVCache:
 
 
 class SelfAttention(nn.Module):
-    """Fused-QKV self-attention; `rotary` (optional) rotates q and k before the product."""
+    """Fused-QKV self-attention; `rotary` (optional) rotates q and k before the product.
+
+    `kernel` (optional) replaces SDPA: called as kernel(q, k, v, mask, scale=...) on the
+    (B, nh, T, hs) heads after rotary and the KV cache, it returns (B, nh, Tq, hs)
+    (e.g. modules.performer.PerformerAttention, a linear-attention approximation).
+    """
 
     kv_cache: KVCache | None = None  # attached by a stack running with a cache
     positions: Positions | None = None  # attached by a stack given position ids (see attach_positions)
 
     def __init__(self, hidden_size: int, num_heads: int, head_size: int, *, bias: bool = True,
-                 dropout: float = 0.0, rotary: nn.Module | None = None, scale: float | None = None) -> None:
+                 dropout: float = 0.0, rotary: nn.Module | None = None, scale: float | None = None,
+                 kernel: nn.Module | None = None) -> None:
         super().__init__()
         self.num_heads, self.head_size = num_heads, head_size
         self.qkv = Linear(hidden_size, 3 * num_heads * head_size, bias=bias)
@@ -171,6 +177,7 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
         self.rotary = rotary
         self.scale = scale  # None: 1/sqrt(head_size)
+        self.kernel = kernel
 
     @property
     def reads_positions(self) -> bool:
@@ -190,6 +197,11 @@ class SelfAttention(nn.Module):
                 q, k = self.rotary(q, offset=offset), self.rotary(k, offset=offset)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, L, hs)
+        if self.kernel is not None:
+            if position_bias is not None:
+                raise ValueError(f"{type(self.kernel).__name__} cannot add a position bias to the attention scores")
+            y = self.kernel(q, k, v, mask, scale=self.scale)  # (B, nh, T, hs)
+            return self.out(y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size))
         if position_bias is not None:
             mask = position_bias if mask is None else mask + position_bias
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
