@@ -1,8 +1,15 @@
-"""Masked-LM pretraining of a small BERT (or RoFormer) with a character vocabulary built from the corpus.
+"""Pretraining of a small model with a character vocabulary built from the corpus (or an init model's).
 
     corpus lines ─► words (POS-tagged text: its own segmentation; else jieba when installed; else characters)
-                 ─► char WordPiece ids, packed into sequences of max_length ─► dynamic (whole-word) masking
+                 ─► objective "mlm" (BERT / RoFormer): char WordPiece ids packed into sequences of max_length
+                                                      ─► dynamic (whole-word) masking
+                    objective "pegasus" (T5 family): each line a document ─► pseudo-summary pairs
+                                                      (plmkit.generation.pseudo_summary) ─► seq2seq batches
+                    objective "mass" (T5 family): packed sequences ─► one contiguous span masked (MassBatches)
                  ─► Trainer (AdamW, warmup + linear decay, bf16 autocast where native, resumable) ─► HF-format model dir
+
+The encoder-decoder objectives share plmkit.recipes.seq2seq's loss (summed next-token cross-entropy over the
+target tokens), so a pretrained directory is fine-tuned by `plmkit seq2seq` as it is.
 """
 from __future__ import annotations
 
@@ -13,21 +20,23 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..data import SPECIALS, DataError, build_char_vocab, mask_tokens
+from ..data import SPECIALS, DataError, build_char_vocab, mask_tokens, pad_rows
 from ..files import save_json
+from ..generation.pseudo_summary import PairStats, pseudo_summary_pairs
 from ..hardware import PRECISIONS, resolve_device
-from ..models import build_model
+from ..models import build_model, get_family
 from ..pretrained import from_pretrained, save_pretrained
 from ..tokenizers import WordPieceTokenizer, load_tokenizer
 from ..tokenizers.text import decode_utf8
 from ..training import Trainer, build_optimizer, lambda_scheduler, set_dropout, warmup_linear
 from ..training.checkpoint import check_run_identity, file_digest
+from .seq2seq import Pairs, seq2seq_loss
 
 logger = logging.getLogger("plmkit.pretrain")
 _TAGGED = re.compile(r"^(\S+)/[A-Za-z]+$")
@@ -60,6 +69,10 @@ class PretrainConfig:
     init: str = ""  # continue from this model directory (its vocabulary and sizes); "": random weights
     dropout: float = 0.0  # while pretraining (the saved config keeps 0.1 for fine-tuning); see set_dropout
     grow_layers: int = 0  # with init: deepen the init model to this many layers by stacking (see stack_layers)
+    objective: Literal["mlm", "pegasus", "mass"] = "mlm"  # pegasus / mass: an encoder-decoder (family t5.1.1 ...)
+    max_target_length: int = 64  # pegasus: target tokens (the pseudo-summary), its end token included
+    summary_ratio: float = 0.25  # pegasus: the share of a document's sentences moved to the target
+    mass_ratio: float = 0.5  # mass: the share of a sequence's tokens in the masked span
 
     def __post_init__(self) -> None:
         """Every field checked here, so a bad value fails before the corpus is read or anything written."""
@@ -85,6 +98,23 @@ class PretrainConfig:
             raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, found {self.precision!r}")
         if self.grow_layers and not self.init:
             raise ValueError("grow_layers needs init: the model whose layers are stacked")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, found {self.objective!r}")
+        check("max_target_length", lambda v: v == int(v) and v >= 2, "an integer >= 2 (a token and the end)")
+        check("summary_ratio", lambda v: 0 < v < 1, "a fraction in (0, 1)")
+        check("mass_ratio", lambda v: 0 < v < 1, "a fraction in (0, 1)")
+        if self.objective != "mlm":
+            if self.grow_layers:
+                raise ValueError(f"grow_layers stacks encoder layers for mlm; objective {self.objective} trains "
+                                 "an encoder-decoder")
+            if not self.init and self.family not in ENCODER_DECODERS:
+                raise ValueError(f"family: objective {self.objective} trains an encoder-decoder from scratch: "
+                                 f"expected one of {', '.join(ENCODER_DECODERS)} (or init: a T5 / mT5 / T5 PEGASUS "
+                                 f"directory), found {self.family!r}")
+
+
+OBJECTIVES = ("mlm", "pegasus", "mass")
+ENCODER_DECODERS = ("t5.1.0", "t5.1.1", "mt5.1.1")  # the families an encoder-decoder objective builds from scratch
 
 
 def line_words(line: str, segment=None) -> list[str]:
@@ -223,9 +253,87 @@ def mlm_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
     return loss, (targets != -100).sum()
 
 
+def mass_example(body: Sequence[int], start: int, length: int, mask_id: int) -> tuple[list[int], list[int], list[int]]:
+    """MASS's (encoder ids, decoder input ids, labels) for a sequence whose tokens [start, start + length) are the span.
+
+    MASS (Song et al. 2019, arXiv:1905.02450, its Figure 1): the encoder sees the sequence with the span's
+    tokens replaced by [MASK]; the decoder predicts the span, its input at span position t being token t - 1
+    (the span shifted right) and [MASK] at every other position: the tokens the encoder sees are masked in
+    the decoder, so the decoder must lean on the encoder. The first span position's input is [MASK] too
+    (its shifted token lies outside the span). Positions after the span are left out: a causal decoder's
+    span predictions cannot see them and they carry no loss. Labels are -100 outside the span."""
+    n = len(body)
+    if not (0 < length <= n and 0 <= start <= n - length):
+        raise ValueError(f"span [{start}, {start + length}) does not fit a sequence of {n} tokens")
+    end = start + length
+    encoder = [mask_id if start <= t < end else tok for t, tok in enumerate(body)]
+    decoder = [body[t - 1] if start < t < end else mask_id for t in range(end)]
+    labels = [body[t] if t >= start else -100 for t in range(end)]
+    return encoder, decoder, labels
+
+
+class MassBatches:
+    """Packed sequences -> MASS batches: a span of round(ratio · n) tokens at a uniformly drawn start per sequence,
+    drawn from `rng` (a random.Random: a seeded one repeats the same spans)."""
+
+    def __init__(self, tokenizer, ratio: float, rng: random.Random, pad: int = 0) -> None:
+        ids = {t: tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[MASK]")}
+        ids = {t: i if i is not None and tokenizer.id_to_token(i) == t else None for t, i in ids.items()}  # not [UNK]
+        if any(v is None for v in ids.values()):
+            missing = ", ".join(t for t, v in ids.items() if v is None)
+            raise ValueError(f"objective mass: the vocabulary has no {missing} (MASS masks with [MASK]; packed "
+                             "sequences are [CLS] ... [SEP])")
+        self.cls, self.sep, self.mask = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]
+        self.ratio, self.rng, self.pad = ratio, rng, pad
+
+    def span(self, n: int) -> tuple[int, int]:
+        """(start, length) of the span of a sequence of n tokens."""
+        length = min(n, max(1, round(self.ratio * n)))
+        return self.rng.randrange(n - length + 1), length
+
+    def __call__(self, items: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        encoders, decoders, labels = [], [], []
+        for ids, _ in items:
+            body = ids[1:-1]  # without [CLS] / [SEP]
+            e, d, l = mass_example(body, *self.span(len(body)), self.mask)
+            encoders.append([self.cls] + e + [self.sep])
+            decoders.append(d)
+            labels.append(l)
+        input_ids, attention_mask = pad_rows(encoders, self.pad)
+        decoder_input_ids, decoder_attention_mask = pad_rows(decoders, self.pad)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
+                "decoder_attention_mask": decoder_attention_mask, "labels": pad_rows(labels, -100)[0]}
+
+
+def _encoder_decoder(cfg: PretrainConfig, tokenizer) -> torch.nn.Module:
+    """The encoder-decoder a pegasus / mass run trains: `cfg.init`'s, or a new one of `cfg.family` and sizes."""
+    if cfg.init:
+        model = from_pretrained(cfg.init).train()
+        if not getattr(model, "is_encoder_decoder", False):
+            raise ValueError(f"init {cfg.init}: objective {cfg.objective} trains an encoder-decoder (T5 / mT5 / "
+                             f"T5 PEGASUS); this is a {model.config.family} encoder")
+        return model
+    family = get_family(cfg.family)
+    start = tokenizer.token_to_id("[CLS]")
+    end = tokenizer.token_to_id("[SEP]")
+    config = family.tiny().replace(
+        vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads, head_size=cfg.hidden_size // cfg.num_heads, intermediate_size=cfg.intermediate_size,
+        max_position=cfg.max_position, pad_token_id=tokenizer.token_to_id("[PAD]"), eos_token_id=end,
+        decoder_start_token_id=start,  # T5 PEGASUS style: the decoder starts from [CLS], targets end with [SEP]
+    ).with_options(num_decoder_layers=cfg.num_layers, relative_attention_num_buckets=32,
+                   relative_attention_max_distance=128)
+    model = family.build(config)
+    head = getattr(model, "lm_head", None)
+    if isinstance(getattr(head, "weight", None), torch.Tensor):  # an untied head (T5.1.1 / mT5)
+        with torch.no_grad():  # rows of std hidden^-0.5: first logits of std ~1 (mT5's std 1 starts the loss ~17;
+            head.weight.normal_(0, cfg.hidden_size ** -0.5)  # benchmarks/results_seq2seq.md)
+    return model.train()
+
+
 def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainConfig | None = None, *,
              exclude: Iterable[str] = (), progress: bool = True, resume: bool = True) -> Path:
-    """Run MLM pretraining; returns the directory of the final model (out_dir/model)."""
+    """Run pretraining with `cfg.objective`; returns the directory of the final model (out_dir/model)."""
     cfg = cfg or PretrainConfig()
     out = Path(out_dir)
     torch.manual_seed(cfg.seed)
@@ -245,13 +353,28 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         tokenizer = char_tokenizer(build_char_vocab((c for words in lines for w in words for c in w),
                                                     min_count=cfg.vocab_min_count, max_size=cfg.vocab_max_size))
         new_vocab = True
-    seqs = pack(lines, tokenizer, cfg.max_length)
+    if cfg.objective == "pegasus":
+        stats = PairStats()
+        seqs = list(pseudo_summary_pairs(("".join(words) for words in lines), cfg.summary_ratio, stats))
+        logger.info("pegasus: %d documents -> %d pseudo-summary pairs (%d of one sentence skipped)",
+                    stats.documents, stats.pairs, stats.too_short)
+    else:
+        seqs = pack(lines, tokenizer, cfg.max_length)
     if len(seqs) < cfg.batch_size:
-        raise DataError(f"corpus {', '.join(map(str, corpus))}: {len(seqs)} sequences of <= {cfg.max_length} tokens, "
+        unit = "pseudo-summary pairs" if cfg.objective == "pegasus" else f"sequences of <= {cfg.max_length} tokens"
+        raise DataError(f"corpus {', '.join(map(str, corpus))}: {len(seqs)} {unit}, "
                         f"fewer than one batch ({cfg.batch_size})")
-    logger.info("corpus: %d lines -> %d sequences of <= %d tokens; vocab %d", len(lines), len(seqs),
-                cfg.max_length, tokenizer.vocab_size)
-    if cfg.init:
+    logger.info("corpus: %d lines -> %d items; vocab %d", len(lines), len(seqs), tokenizer.vocab_size)
+    if cfg.objective != "mlm":
+        model = _encoder_decoder(cfg, tokenizer)
+        pad = model.config.pad_token_id or 0
+        if cfg.objective == "pegasus":
+            collate = Pairs(tokenizer, "encoder-decoder", cfg.max_length, cfg.max_target_length,
+                            model.config.decoder_start_token_id, pad)
+        else:
+            collate = MassBatches(tokenizer, cfg.mass_ratio, random.Random(cfg.seed), pad=pad)
+        loss_fn = seq2seq_loss
+    elif cfg.init:
         model = from_pretrained(cfg.init, with_mlm=True, with_pool=True).train()
         if cfg.max_length > model.config.max_position:
             raise ValueError(f"max_length {cfg.max_length} exceeds max_position {model.config.max_position} of {cfg.init}")
@@ -262,8 +385,13 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                              num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                              intermediate_size=cfg.intermediate_size, max_position=cfg.max_position, type_vocab_size=2)
         model = build_model(config, with_mlm=True, with_pool=True)
+    if cfg.objective == "mlm":
+        collate, loss_fn = MLMBatches(tokenizer, cfg.mask_prob, cfg.whole_word), mlm_loss
     # resume only the run that started here (same corpus, exclusions and settings); a restart records itself
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("stop_after", "device", "precision")}
+    if cfg.objective == "mlm":  # the identity of an MLM run as it was before the other objectives existed
+        for key in ("objective", "max_target_length", "summary_ratio", "mass_ratio"):
+            del settings[key]
     excluded = hashlib.sha256("\n".join(sorted(exclude)).encode("utf-8", "surrogatepass")).hexdigest()
     if not resume:
         (out / "run" / "run.json").unlink(missing_ok=True)
@@ -278,10 +406,10 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(seqs, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                                         collate_fn=MLMBatches(tokenizer, cfg.mask_prob, cfg.whole_word), drop_last=True)
+                                         collate_fn=collate, drop_last=True)
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lambda_scheduler(optimizer, warmup_linear(int(cfg.steps * cfg.warmup), cfg.steps))
-    trainer = Trainer(model, mlm_loss, optimizer, scheduler, max_grad_norm=1.0, precision=cfg.precision,
+    trainer = Trainer(model, loss_fn, optimizer, scheduler, max_grad_norm=1.0, precision=cfg.precision,
                       out_dir=out / "run", progress=progress, save_every=200, log_every=20,
                       device=device)
     epochs = -(-cfg.steps // len(loader))
@@ -299,5 +427,7 @@ def pretrain(corpus: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
              "excluded_texts": len(exclude), "lines": len(lines), "sequences": len(seqs), "steps": result["step"],
              "precision": trainer.precision, "device": str(trainer.device),
              "seconds_this_run": round(time.time() - started, 1)}
+    if cfg.objective == "pegasus":
+        about["pseudo_summary"] = asdict(stats)
     save_json(about, model_dir / "pretrain.json")
     return model_dir
