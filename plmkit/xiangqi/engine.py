@@ -28,8 +28,9 @@ _ENGINE_MOVE = re.compile(r"^([a-i])(10|[1-9])([a-i])(10|[1-9])$")
 _ICCS_MOVE = re.compile(r"^([a-i])([0-9])([a-i])([0-9])$")
 
 
-class EngineError(RuntimeError):
-    """The engine is missing, died, or answered something a UCI engine should not."""
+class EngineError(OSError):
+    """The engine is missing, died, or answered something a UCI engine should not (an OSError: like a missing
+    file, a user fixes it by installing or pointing to the program)."""
 
 
 def to_engine(move: str) -> str:

@@ -30,10 +30,12 @@ import torch
 from ..config import ModelConfig
 from ..files import atomic_write
 from ..generation import generate
+from ..generation.decoding import DecoderOnlySteps
+from ..generation.filters import allowed_tokens_filter, apply_temperature
 from ..models import build_model
 from ..pretrained import from_pretrained, save_pretrained
 
-__all__ = ["MoveVocab", "PAD", "BOS", "all_moves", "build_xiangqi_model", "choose_moves", "load_xiangqi_model",
+__all__ = ["MoveStream", "MoveVocab", "PAD", "BOS", "all_moves", "build_xiangqi_model", "choose_moves", "load_xiangqi_model",
            "save_xiangqi_model", "xiangqi_config"]
 
 PAD, BOS = "[PAD]", "[BOS]"
@@ -181,3 +183,48 @@ def choose_moves(model: torch.nn.Module, vocab: MoveVocab, histories: Sequence[S
                    temperature=temperature, top_k=top_k, generator=generator, eos_token_id=(),
                    pad_token_id=vocab.pad_id, allowed_tokens=lambda i, row: allowed[i])
     return [vocab.tokens[int(t)] for t in out[:, -1]]
+
+
+class MoveStream:
+    """Many games played at once, one KV-cached forward per ply: `push` each game's move, `choose` the
+    model's next move for some of them, restricted to their legal moves by the same `allowed_tokens`
+    filter generation applies. Games start together from the start position and move in lockstep (a
+    finished game is fed [PAD]); for a match of hundreds of games this is one token per game per ply
+    instead of the whole history again (choose_moves, which a single game in a terminal uses)."""
+
+    def __init__(self, model: torch.nn.Module, vocab: MoveVocab, games: int) -> None:
+        self.vocab = vocab
+        self.capacity = model.config.max_position
+        start = torch.full((games, 1), vocab.bos_id, dtype=torch.long)
+        with torch.inference_mode():
+            self._steps = DecoderOnlySteps(model, start, None, None, use_cache=True, capacity=self.capacity)
+            self._scores = self._steps.start()  # (games, V)
+        self.length = 1
+
+    @torch.inference_mode()
+    def choose(self, rows: Sequence[int], legal: Sequence[Sequence[str]] | None = None, *, do_sample: bool = False,
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> list[str]:
+        """The next move of each game in `rows` (among `legal[i]`; None: any move token)."""
+        if not rows:
+            return []
+        scores = self._scores[list(rows)].float()  # (R, V)
+        if legal is None:
+            allowed = [torch.arange(2, len(self.vocab))] * len(rows)
+        else:
+            allowed = [torch.tensor([self.vocab.id(m) for m in moves]) for moves in legal]
+        scores = allowed_tokens_filter(scores, allowed)
+        if do_sample:
+            token = torch.multinomial(apply_temperature(scores, temperature).softmax(-1), 1, generator=generator)[:, 0]
+        else:
+            token = scores.argmax(-1)
+        return [self.vocab.tokens[int(t)] for t in token]
+
+    @torch.inference_mode()
+    def push(self, moves: Sequence[str | None]) -> None:
+        """Feed one move per game (None for a game that has ended)."""
+        if self.length >= self.capacity:
+            raise ValueError(f"the model has {self.capacity} positions: games past {self.capacity - 1} plies "
+                             "do not fit (cap the game length)")
+        ids = torch.tensor([self.vocab.pad_id if m is None else self.vocab.id(m) for m in moves])
+        self._scores = self._steps.step(ids)
+        self.length += 1
