@@ -135,6 +135,7 @@ TF_FIXTURE_OF = {
 HF_ORACLE_ELSEWHERE = {
     "nezha": "test_nezha_parity.py",  # transformers 4.57's NezhaModel, installed beside (tests/scripts)
     "roformer_v2": "test_roformer_parity.py",  # no transformers class: bert4keras' formulas written out there
+    "transfo_xl": "test_transfo_xl_parity.py",  # transformers 4.35's TransfoXLLMHeadModel, installed beside
 }
 
 

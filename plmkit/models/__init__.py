@@ -78,6 +78,7 @@ REGISTRY: dict[str, str] = {
     "albert": "plmkit.models.albert",
     "albert_unshared": "plmkit.models.albert",
     "electra": "plmkit.models.electra",
+    "transfo_xl": "plmkit.models.transfo_xl",
 }
 
 
