@@ -499,6 +499,120 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _xiangqi_arguments(p: argparse.ArgumentParser) -> None:
+    from plmkit.recipes.xiangqi import XiangqiConfig
+    from plmkit.xiangqi.rules import START_FEN
+
+    sub = p.add_subparsers(dest="xiangqi_command", required=True)
+    g = sub.add_parser("games", help="engine self-play with fairy-stockfish (seeded random opening plies, a "
+                       "fixed node budget, hash cleared before every move) written as JSONL records")
+    g.add_argument("--engine", help="the fairy-stockfish program (default: on PATH or /usr/games)")
+    g.add_argument("--games", type=int, required=True)
+    g.add_argument("--out", required=True, help="JSONL game records")
+    g.add_argument("--nodes", type=int, default=200, help="engine nodes per move")
+    g.add_argument("--workers", type=int, default=1, help="processes, one engine each")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--opening-plies", type=int, default=4, help="seeded random moves before the engine plays")
+    g.add_argument("--max-plies", type=int, default=300, help="a game this long is a draw")
+    g.set_defaults(xiangqi_run=cmd_xiangqi_games)
+    t = sub.add_parser("train", help="train a GPT on game records (progress, metrics, curves, resume)")
+    t.add_argument("--games", required=True, help="JSONL game records (plmkit xiangqi games)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--overwrite", action="store_true")
+    add_config_options(t, XiangqiConfig)
+    t.set_defaults(xiangqi_run=cmd_xiangqi_train)
+    q = sub.add_parser("play", help="play the model in the terminal (ICCS h2e2 or Chinese 炮二平五)")
+    q.add_argument("--model", required=True, help="a `plmkit xiangqi train` output directory (or its model/)")
+    q.add_argument("--side", default="red", choices=["red", "black"], help="the side you play")
+    q.add_argument("--sample", action="store_true", help="the model samples its moves instead of the best one")
+    q.add_argument("--temperature", type=float, default=1.0)
+    q.add_argument("--seed", type=int)
+    q.set_defaults(xiangqi_run=cmd_xiangqi_play)
+    b = sub.add_parser("board", help="draw a position: SVG with --out, else text in the terminal")
+    b.add_argument("--fen", default=START_FEN)
+    b.add_argument("--moves", nargs="*", default=[], help="ICCS moves played from --fen first")
+    b.add_argument("--out", help="an .svg file")
+    b.set_defaults(xiangqi_run=cmd_xiangqi_board)
+
+
+def cmd_xiangqi(args: argparse.Namespace) -> int:
+    """Xiangqi: engine games, training a GPT on them, playing it, drawing a board."""
+    return args.xiangqi_run(args)
+
+
+def cmd_xiangqi_games(args: argparse.Namespace) -> int:
+    """Engine self-play records; without fairy-stockfish, one line saying how to install it."""
+    import time
+
+    from plmkit.xiangqi.engine import find_engine
+    from plmkit.xiangqi.games import self_play
+    from plmkit.xiangqi.records import write_games
+
+    engine = find_engine(args.engine)
+    started = time.time()
+    games = list(self_play(args.games, engine=engine, nodes=args.nodes, seed=args.seed, workers=args.workers,
+                           opening_plies=args.opening_plies, max_plies=args.max_plies))
+    seconds = time.time() - started
+    write_games(args.out, games)
+    counts = "  ".join(f"{k} {sum(g['result'] == k for g in games)}" for k in ("red", "black", "draw"))
+    print(f"{len(games)} games ({counts}) in {seconds:.1f} s ({len(games) / max(seconds, 1e-9):.2f} games/s) "
+          f"written to {args.out}")
+    return 0
+
+
+def cmd_xiangqi_train(args: argparse.Namespace) -> int:
+    """Train a GPT on xiangqi game records."""
+    import logging
+
+    from plmkit.recipes.xiangqi import XiangqiConfig, train_xiangqi
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    report = train_xiangqi(args.games, args.out, config_from_args(args, XiangqiConfig), overwrite=args.overwrite)
+    v = report["valid"]
+    print(f"valid: agreement {v['agreement']:.4f}  unconstrained {v['agreement_unconstrained']:.4f}  "
+          f"legal rate {v['legal_rate']:.4f}  ({v['positions']} positions)")
+    print(f"model: {report['model']}\ncurves: {report['curves']}")
+    return 0
+
+
+def _xiangqi_model_dir(path: str) -> Path:
+    d = Path(path)
+    return d / "model" if (d / "model" / "moves.txt").exists() else d
+
+
+def cmd_xiangqi_play(args: argparse.Namespace) -> int:
+    """A game against the model in the terminal."""
+    from plmkit.xiangqi.model import load_xiangqi_model
+    from plmkit.xiangqi.play import model_player, play
+
+    model, vocab = load_xiangqi_model(_xiangqi_model_dir(args.model))
+    opponent = model_player(model, vocab, do_sample=args.sample, temperature=args.temperature, seed=args.seed)
+    try:
+        play(opponent, human=args.side)
+    except EOFError:
+        print()
+    return 0
+
+
+def cmd_xiangqi_board(args: argparse.Namespace) -> int:
+    """A position drawn as SVG or terminal text."""
+    from plmkit.files import atomic_write
+    from plmkit.xiangqi.picture import board_svg, board_text
+    from plmkit.xiangqi.play import parse_move
+    from plmkit.xiangqi.rules import Board
+
+    board = Board.from_fen(args.fen)
+    for move in args.moves:
+        board.push(parse_move(board, move))
+    if args.out:
+        svg = board_svg(board, args.moves[-1] if args.moves else None)
+        atomic_write(args.out, lambda tmp: tmp.write_text(svg, encoding="utf-8"))
+        print(f"board written to {args.out}")
+    else:
+        print(board_text(board))
+    return 0
+
+
 class Command(NamedTuple):
     """One `plmkit` command: its name and help line, what adds its arguments, and what runs it."""
 
@@ -544,6 +658,8 @@ def commands() -> list[Command]:
                 cmd_demo),
         Command("serve", "serve model directories over HTTP with dynamic batching (classify, embed, similar, "
                 "generate; a page to try them)", _serve_arguments, cmd_serve),
+        Command("xiangqi", "xiangqi: engine games, train a GPT on them, play it in the terminal, draw a board",
+                _xiangqi_arguments, cmd_xiangqi),
     ]
 
 
