@@ -24,6 +24,7 @@ The output directory appears only when the run is complete: work happens in `<ou
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -76,6 +77,8 @@ class Seq2SeqConfig:
     seed: int = 0
     source_col: str = "source"
     target_col: str = "target"
+    teaforn: int = 1  # N-step nested teacher forcing (plmkit.training.teaforn; arXiv:2010.03494); 1: plain
+    teaforn_gamma: float = 1.0  # TeaForN: step k's loss weighs gamma^(k-1) (1: equal weights)
 
     def __post_init__(self) -> None:
         """Every field checked here, so a bad value fails before any file is read or written."""
@@ -98,6 +101,10 @@ class Seq2SeqConfig:
         number("length_penalty")
         if self.monitor not in METRICS:
             raise bad("monitor", f"one of {', '.join(METRICS)}")
+        if number("teaforn", int) < 1:
+            raise bad("teaforn", ">= 1 (1: plain teacher forcing)")
+        if not number("teaforn_gamma") > 0:
+            raise bad("teaforn_gamma", "> 0")
         check.columns("source_col", "target_col")
 
     def generation(self) -> dict[str, Any]:
@@ -257,6 +264,15 @@ def evaluate(model, pairs: Pairs, sources: Sequence[str], references: Sequence[s
 
 # ---- the recipe ------------------------------------------------------------------------------------------------
 
+def _loss_fn(cfg: Seq2SeqConfig):
+    """Plain teacher forcing, or TeaForN with N = cfg.teaforn nested steps."""
+    if cfg.teaforn == 1:
+        return seq2seq_loss
+    from ..training.teaforn import teaforn_loss
+
+    return functools.partial(teaforn_loss, n=cfg.teaforn, gamma=cfg.teaforn_gamma)
+
+
 def _read_pairs(path: str | Path, cfg: Seq2SeqConfig) -> tuple[list[tuple[str, str]], list[int]]:
     data = read_examples(path, text_col=cfg.source_col, label_col=cfg.target_col)
     return list(zip(data.texts, data.labels)), data.lines
@@ -330,7 +346,7 @@ def seq2seq(model_path: str | Path, train: str | Path, valid: str | Path, out_di
         steps = len(train_loader) * cfg.epochs
         optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = lambda_scheduler(optimizer, warmup_linear(int(steps * cfg.warmup), steps))
-        trainer = Trainer(model.train(), seq2seq_loss, optimizer, scheduler, max_grad_norm=1.0,
+        trainer = Trainer(model.train(), _loss_fn(cfg), optimizer, scheduler, max_grad_norm=1.0,
                           precision=cfg.precision, out_dir=work, progress=progress, log_every=20)
         result = trainer.fit(train_loader, epochs=cfg.epochs, valid_loader=chosen, metric_fn=metric_fn,
                              early_stopping_patience=cfg.patience, monitor=cfg.monitor, mode="max", valid_loss=False)
