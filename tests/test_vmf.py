@@ -61,7 +61,7 @@ def test_kl_grows_with_kappa_and_vanishes_at_zero():
 @pytest.mark.parametrize("d,kappa", [(3, 2.0), (16, 20.0), (64, 300.0)])
 def test_sampler_concentration_and_direction(d, kappa):
     torch.manual_seed(0)
-    n = 20000
+    n = 10000
     mu = F.normalize(torch.randn(d, dtype=torch.float64), dim=0)
     z = sample_vmf(mu.expand(n, d), kappa)
     assert torch.allclose(z.norm(dim=-1), torch.ones(n, dtype=torch.float64), atol=1e-10)
@@ -97,15 +97,15 @@ def test_householder_maps_e1_to_mu_and_keeps_norms():
 
 
 def test_gradients_flow_to_mu_and_kappa_and_match_finite_differences():
-    d = 6
-    mu0 = F.normalize(torch.randn(3, d, dtype=torch.float64), dim=-1)
+    d = 4
+    mu0 = F.normalize(torch.randn(2, d, dtype=torch.float64), dim=-1)
 
     def z_of(mu, kappa):  # the same noise every call: the sample as a function of the parameters
         torch.manual_seed(3)
         return sample_vmf(F.normalize(mu, dim=-1), kappa)
 
     mu = mu0.clone().requires_grad_()
-    kappa = torch.tensor([2.0, 9.0, 30.0], dtype=torch.float64, requires_grad=True)
+    kappa = torch.tensor([2.0, 30.0], dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(z_of, (mu, kappa), eps=1e-6, atol=1e-5)
     z_of(mu, kappa).sum().backward()
     assert float(mu.grad.abs().sum()) > 0 and float(kappa.grad.abs().sum()) > 0
