@@ -123,33 +123,29 @@ def _train(games, out, **fields):
     return train_xiangqi(games, out, cfg, progress=False)
 
 
-def test_training_writes_a_playable_model_curves_and_metrics(tmp_path):
+def test_a_training_run_writes_its_model_and_curves_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import plmkit.recipes.xiangqi as recipe
+    from plmkit.training.checkpoint import load_checkpoint
+
     games = _game_file(tmp_path / "g.jsonl")
-    report = _train(games, tmp_path / "run")
-    run = tmp_path / "run"
+    whole = _train(games, tmp_path / "whole")
+    run = tmp_path / "whole"
     assert (run / "curves.png").stat().st_size > 0 and (run / "metrics.jsonl").exists()
-    assert not (run / "checkpoint.pt").exists() and report["steps"] == 2 * 3  # 9 games / 4 a batch, 2 epochs
+    assert not (run / "checkpoint.pt").exists() and whole["steps"] == 2 * 3  # 9 games / 4 a batch, 2 epochs
     model, vocab = load_xiangqi_model(run / "model")
     board = Board()
     assert board.is_legal(choose_moves(model, vocab, [[]], [board.legal_moves()])[0])
-    v = report["valid"]
-    assert 0 <= v["agreement"] <= 1 and 0 <= v["legal_rate"] <= 1
     # 3 games held out, each counted once past its 2 random opening plies
     from itertools import combinations
 
     from plmkit.xiangqi.records import read_games
 
     lengths = [len(g["moves"]) - 2 for g in read_games(games)]
+    v = whole["valid"]
+    assert 0 <= v["agreement"] <= 1 and 0 <= v["legal_rate"] <= 1
     assert v["positions"] in {sum(c) for c in combinations(lengths, 3)}
-    assert report["train_moves"] + v["positions"] == sum(lengths)
+    assert whole["train_moves"] + v["positions"] == sum(lengths)
 
-
-def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import plmkit.recipes.xiangqi as recipe
-    from plmkit.training.checkpoint import load_checkpoint
-
-    games = _game_file(tmp_path / "g.jsonl")
-    whole = _train(games, tmp_path / "whole")
     real, calls = recipe.move_loss, {"n": 0}
 
     def dies_in_epoch_two(model, batch):
@@ -185,3 +181,41 @@ def test_a_game_file_with_a_bad_move_is_refused_naming_game_and_ply(tmp_path, ba
     with pytest.raises(ValueError, match=rf"game 2.*{found}"):
         _train(path, tmp_path / "run")
     assert not (tmp_path / "run.partial").exists()  # refused before anything was written
+
+
+def test_many_games_at_once_choose_what_generate_chooses(tiny_model):
+    """MoveStream (one cached token per ply) against choose_moves (generate over the whole history)."""
+    from plmkit.xiangqi.model import MoveStream
+
+    rng = random.Random(8)
+    boards, histories = [Board() for _ in range(3)], [[] for _ in range(3)]
+    stream = MoveStream(tiny_model, VOCAB, 3)
+    for _ in range(12):
+        legal = [b.legal_moves() for b in boards]
+        assert stream.choose([0, 1, 2], legal) == choose_moves(tiny_model, VOCAB, histories, legal)
+        assert stream.choose([2, 0]) == [choose_moves(tiny_model, VOCAB, [histories[i]])[0] for i in (2, 0)]
+        played = [rng.choice(x) for x in legal]
+        for b, h, m in zip(boards, histories, played):
+            b.push(m)
+            h.append(m)
+        stream.push(played)
+
+
+def test_play_takes_iccs_and_chinese_and_answers_with_legal_moves(tiny_model):
+    from plmkit.xiangqi.play import model_player, play
+
+    typed = iter(["h2e2", "h2e3", "马二进三", "undo", "b0c2", "quit"])
+    seen = []
+    result = play(model_player(tiny_model, VOCAB), read=lambda prompt: next(typed), write=seen.append)
+    assert result == "quit"
+    assert any(line.startswith("not played: h2e3 is not a legal move") for line in seen)
+    answers = [line.split()[2] for line in seen if line.startswith("model plays")]
+    assert len(answers) == 3  # after h2e2, after 马二进三 (h0g2), after b0c2 once undo took back a pair
+    board = Board()
+    for move in ("h2e2", answers[0], "h0g2", answers[1]):  # 马二进三 is h0g2 for red
+        assert board.is_legal(move), (board.fen(), move)
+        board.push(move)
+    board.pop(), board.pop()  # undo
+    for move in ("b0c2", answers[2]):
+        assert board.is_legal(move), (board.fen(), move)
+        board.push(move)
