@@ -18,7 +18,7 @@ import logging
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
@@ -69,10 +69,14 @@ class PretrainConfig:
     init: str = ""  # continue from this model directory (its vocabulary and sizes); "": random weights
     dropout: float = 0.0  # while pretraining (the saved config keeps 0.1 for fine-tuning); see set_dropout
     grow_layers: int = 0  # with init: deepen the init model to this many layers by stacking (see stack_layers)
-    objective: Literal["mlm", "pegasus", "mass"] = "mlm"  # pegasus / mass: an encoder-decoder (family t5.1.1 ...)
-    max_target_length: int = 64  # pegasus: target tokens (the pseudo-summary), its end token included
-    summary_ratio: float = 0.25  # pegasus: the share of a document's sentences moved to the target
-    mass_ratio: float = 0.5  # mass: the share of a sequence's tokens in the masked span
+    objective: Literal["mlm", "pegasus", "mass"] = field(default="mlm", metadata={"help": (
+        "mlm: masked LM of an encoder; pegasus: each corpus line a document, its central sentences the target "
+        "(arXiv:1912.08777, kexue.fm/archives/8209); mass: one masked span per sequence (arXiv:1905.02450); "
+        "pegasus and mass train an encoder-decoder: --family t5.1.1 / mt5.1.1 / t5.1.0, or --init a T5 directory")})
+    max_target_length: int = field(default=64, metadata={"help": "pegasus: target tokens, its end token included"})
+    summary_ratio: float = field(default=0.25, metadata={"help": "pegasus: the share of a document's sentences "
+                                                                  "moved to the target"})
+    mass_ratio: float = field(default=0.5, metadata={"help": "mass: the share of a sequence's tokens in the span"})
 
     def __post_init__(self) -> None:
         """Every field checked here, so a bad value fails before the corpus is read or anything written."""

@@ -77,8 +77,9 @@ class Seq2SeqConfig:
     seed: int = 0
     source_col: str = "source"
     target_col: str = "target"
-    teaforn: int = 1  # N-step nested teacher forcing (plmkit.training.teaforn; arXiv:2010.03494); 1: plain
-    teaforn_gamma: float = 1.0  # TeaForN: step k's loss weighs gamma^(k-1) (1: equal weights)
+    teaforn: int = field(default=1, metadata={"help": "TeaForN (arXiv:2010.03494): N nested teacher-forcing steps, "
+                                                      "each reading the previous step's soft predictions; 1: plain"})
+    teaforn_gamma: float = field(default=1.0, metadata={"help": "TeaForN: step k's loss weighs gamma^(k-1)"})
 
     def __post_init__(self) -> None:
         """Every field checked here, so a bad value fails before any file is read or written."""
