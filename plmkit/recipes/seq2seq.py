@@ -13,6 +13,10 @@ Two model kinds, chosen from the checkpoint:
     the validation sources and is kept when `monitor` improves) ─► best weights ─► model directory
     (weights + tokenizer + seq2seq.json with the mode and generation settings)
 
+Training: teacher forcing, or TeaForN (`teaforn=N`, plmkit.training.teaforn: N nested steps, each reading
+the previous step's soft predictions). A model pretrained by `plmkit pretrain --objective pegasus|mass` is an
+encoder-decoder checkpoint like any other here.
+
 Tokens: a tokenizer whose encode puts a start token first (WordPiece's [CLS]: T5 PEGASUS, UniLM)
 starts the decoder with it and ends targets with its [SEP]; a SentencePiece T5 tokenizer (no start
 token, "</s>" last) starts the decoder from the model's decoder_start_token_id. Sources longer than
