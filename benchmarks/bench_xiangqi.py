@@ -117,6 +117,7 @@ def match(model, vocab, opponent: str, n: int, max_plies: int, seed: int, engine
     stream = MoveStream(model, vocab, n)
     result: list[str | None] = [None] * n
     ending = [""] * n
+    free_legal = asked = 0
     for ply in range(max_plies):
         active = [i for i in range(n) if result[i] is None]
         if not active:
@@ -125,6 +126,9 @@ def match(model, vocab, opponent: str, n: int, max_plies: int, seed: int, engine
         mine = [i for i in active if ply >= 4 and boards[i].turn == model_side[i]]
         for i, m in zip(mine, stream.choose(mine, [boards[i].legal_moves() for i in mine])):
             chosen[i] = m
+        # what it would have played unconstrained, in the positions its own games reach
+        free_legal += sum(boards[i].is_legal(m) for i, m in zip(mine, stream.choose(mine)))
+        asked += len(mine)
         for i in active:
             if i in chosen:
                 continue
@@ -151,7 +155,7 @@ def match(model, vocab, opponent: str, n: int, max_plies: int, seed: int, engine
     draw = sum(r == "draw" for r in result)
     return {"games": n, "win": win, "draw": draw, "loss": n - win - draw,
             "draws_by": {k: ending.count(k) for k in ("repetition", "max_plies")},
-            "mean_plies": sum(map(len, moves)) / n}
+            "mean_plies": sum(map(len, moves)) / n, "unconstrained_legal_rate": free_legal / max(asked, 1)}
 
 
 # ---- puzzles -----------------------------------------------------------------------------------------

@@ -219,3 +219,13 @@ def test_play_takes_iccs_and_chinese_and_answers_with_legal_moves(tiny_model):
     for move in ("b0c2", answers[2]):
         assert board.is_legal(move), (board.fen(), move)
         board.push(move)
+
+
+def test_a_game_from_another_position_is_refused_for_training():
+    from plmkit.recipes.xiangqi import encode_games
+
+    start = {"moves": ["h2e2"], "result": "draw"}
+    puzzle = {"moves": ["a7a9"], "result": "red", "fen": "4k4/1R7/R8/9/9/9/9/9/9/3K5 w - - 0 1"}
+    assert encode_games([start], VOCAB, 10) == [([1, VOCAB.id("h2e2")], 0)]
+    with pytest.raises(ValueError, match="game 2 starts from FEN '4k4/1R7"):
+        encode_games([start, puzzle], VOCAB, 10)

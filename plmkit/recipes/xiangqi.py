@@ -83,7 +83,15 @@ def _moves_of(game: Any) -> tuple[list[str], int]:
 
 
 def encode_games(games: Sequence[Any], vocab: MoveVocab, max_plies: int) -> list[tuple[list[int], int]]:
-    """Each game as ([BOS] + move ids, cut to 1 + max_plies) with the number of leading targets to skip."""
+    """Each game as ([BOS] + move ids, cut to 1 + max_plies) with the number of leading targets to skip;
+    the model knows a position only by the moves from the start, so a game from another FEN is refused."""
+    from ..xiangqi.rules import START_FEN
+
+    for n, game in enumerate(games, 1):
+        fen = game.get("fen") if isinstance(game, dict) else getattr(game, "fen", None)
+        if fen not in (None, START_FEN):
+            raise ValueError(f"game {n} starts from FEN {fen!r}; the model reads move sequences from the "
+                             "standard start position only")
     return [(vocab.encode(moves[:max_plies]), skip) for moves, skip in map(_moves_of, games)]
 
 
