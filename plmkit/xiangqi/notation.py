@@ -144,12 +144,16 @@ def from_chinese(board: "Board", text: str) -> str:
     if not want or len(want) != 4:
         raise ValueError(f"Chinese move {text!r}: expected four characters like 炮二平五 or 马8进7 "
                          f"(position {board.fen()})")
+    kinds = [c for c in want if c in "KABNRCP"]
+    kind = kinds[0] if kinds else "P"  # 前三进一: crowded pawns are named by file alone
     found = []
     for m in board.legal_moves():
-        written = _canon(to_chinese(board, m))
-        alternatives = {written}
         f, _ = parse_iccs(m)
         letter = board.piece_at(f)
+        if letter.upper() != kind:
+            continue
+        written = _canon(to_chinese(board, m))
+        alternatives = {written}
         if letter.upper() in "AB":  # 前/后 for two advisors / elephants on a file is also seen
             r = f // 9
             same = [rr for rr in range(10) if board.piece_at(rr * 9 + f % 9) == letter]
