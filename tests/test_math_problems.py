@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from plmkit.tasks.math_problems import (ExpressionConstraint, ExpressionError, Unsupported, ZeroDivision,
-                                        answer_in_problem, answers_match, check_problem_file, evaluate_expression,
+                                        answer_in_problem, answers_match, check_problem_file,
+                                        remove_redundant_parentheses, evaluate_expression,
                                         expression_constraint, problem_numbers, score_all, score_expression)
 from plmkit.tasks.math_templates import TEMPLATES, build_splits, people_daily_names, write_splits
 
@@ -67,6 +68,14 @@ def test_answers_match_rounds_like_the_post():
     assert not answers_match(F(1, 3), F("0.33"))
     assert answers_match(evaluate_expression("3.14*3**2"), F("28.26"))
     assert not answers_match(F(1), F("1.000002"))
+
+
+@pytest.mark.parametrize("text, cleaned", [
+    ("(1+2)+3", "1+2+3"), ("(1+2)*3", "(1+2)*3"), ("((4))", "4"), ("x=(6/(2*3))", "6/(2*3)"),
+    ("10-(2-1)", "10-(2-1)"), ("1(1/2)", "1(1/2)"), ("(2+2)*1", "2+2*1"),  # by value, as the post does
+])
+def test_remove_redundant_parentheses(text, cleaned):
+    assert remove_redundant_parentheses(text) == cleaned
 
 
 def test_answer_in_problem():

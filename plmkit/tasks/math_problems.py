@@ -195,6 +195,31 @@ def answers_match(predicted: Fraction, gold: Fraction, places: int = ROUND_PLACE
     return predicted == gold or round(predicted, places) == round(gold, places)
 
 
+def remove_redundant_parentheses(expression: str) -> str:
+    """Drop each parenthesis pair whose removal leaves the value unchanged (the post's `remove_bucket`, a
+    training-target clean-up). Judged by value, as the post does: "(2+2)*1" becomes "2+2*1" (both 4)."""
+    text = normalise(expression)
+    value = evaluate_expression(text)
+    opened, pairs = [], []
+    for i, char in enumerate(text):
+        if char == "(":
+            opened.append(i)
+        elif char == ")":
+            if not opened:
+                raise ExpressionError(text, i, "')' without '('")
+            pairs.append((opened.pop(), i))
+    chars = list(text)
+    for left, right in pairs:  # innermost first, as they close
+        trial = chars.copy()
+        trial[left] = trial[right] = ""
+        try:
+            if evaluate_expression("".join(trial)) == value:
+                chars = trial
+        except ExpressionError:
+            pass  # "-(1)" -> "-1" reads fine; "2(3)" -> "23" would not be the same, and is kept
+    return "".join(chars)
+
+
 _PROBLEM_NUMBER = re.compile(r"\d+\(\d+/\d+\)|\d+/\d+|\d+(?:\.\d+)?%?")
 
 
@@ -446,5 +471,5 @@ def solve(generate_fn: Callable[..., list[str]], problems: Sequence[str], answer
 
 
 __all__ = ["ExpressionError", "ZeroDivision", "Unsupported", "normalise", "tokenize", "evaluate_expression",
-           "answers_match", "problem_numbers", "answer_in_problem", "Outcome", "score_expression", "score_all",
+           "answers_match", "remove_redundant_parentheses", "problem_numbers", "answer_in_problem", "Outcome", "score_expression", "score_all",
            "format_fraction", "check_problem_file", "ExpressionConstraint", "expression_constraint", "solve"]
