@@ -56,6 +56,9 @@ def test_division_by_zero_is_typed_and_counted_wrong():
         evaluate_expression("4**(1/2)")
     with pytest.raises(Unsupported):
         evaluate_expression("2**100")
+    with pytest.raises(Unsupported, match="bits"):
+        evaluate_expression("((((9**64)**64)**64)**64)**64")
+    assert evaluate_expression("(9**64)**64") == F(9) ** 4096  # large, but within the limit
     outcome = score_expression("6/(3-3)", "2")
     assert outcome.status == "zero_division" and not outcome.correct and outcome.value is None
     scores = score_all(["6/(3-3)", "1+1", "1+", "5"], ["2", "2", "2", "2"], ["", "", "", "有5个"])

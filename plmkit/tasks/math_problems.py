@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 OPERATORS = "+-*/^"
 EXPRESSION_CHARS = set("0123456789.+-*/^%()")
 MAX_EXPONENT = 64  # exact powers stay small; 2**10**10 must not hang the scorer
+MAX_BITS = 100_000  # nor may a tower of allowed exponents
 ROUND_PLACES = 6  # the post's is_equal: round(float(a), 6) == round(float(b), 6)
 
 
@@ -153,6 +154,9 @@ class _Parser:
                                                  f"size, found {exponent}")
             if base == 0 and exponent < 0:
                 raise ZeroDivision(self.text, at, "zero to a negative power")
+            bits = max(base.numerator.bit_length(), base.denominator.bit_length()) * abs(int(exponent))
+            if bits > MAX_BITS:  # ((9**64)**64)**64... would take the scorer minutes and gigabytes
+                raise Unsupported(self.text, at, f"the power would have about {bits} bits, more than {MAX_BITS}")
             return base ** int(exponent)
         return base
 
