@@ -222,6 +222,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--valid-games", type=int, default=100)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--patience", type=int, default=2)
     ap.add_argument("--match-games", type=int, default=200)
     ap.add_argument("--max-plies", type=int, default=150)
     args = ap.parse_args()
@@ -240,7 +242,8 @@ def main() -> None:
         log("train")
         cfg = XiangqiConfig(layers=args.layers, hidden=args.hidden, heads=args.heads, batch_size=args.batch_size,
                             lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, seed=args.seed,
-                            valid_games=args.valid_games,
+                            valid_games=args.valid_games, dropout=args.dropout,
+                            patience=args.patience,
                             device="cpu")
         t = time.time()
         r = train_xiangqi(work / "train.jsonl", work / "run", cfg, progress=False, overwrite=True)
