@@ -189,6 +189,90 @@ def _pseudo(sq: list[int], s: int, squares=_ALL) -> list[int]:
     return out
 
 
+def _relation(k: int) -> tuple[int, ...]:
+    """How each square relates to a general on k: 1-4 on its ray 0-3 (rank or file: rooks, cannons
+    and their screens, the facing general), 5 a diagonal neighbour (a horse leg), 0 neither."""
+    rel = [0] * 90
+    for d, ray in enumerate(_RAYS[k]):
+        for x in ray:
+            rel[x] = d + 1
+    for _, leg in _HORSE_ATT[k]:
+        rel[leg] = 5
+    return tuple(rel)
+
+
+_RELATION = tuple(_relation(k) for k in range(90))
+# horse squares that attack a general on k through a given leg square
+_HORSE_BY_LEG = tuple({leg: tuple(h for h, lg in _HORSE_ATT[k] if lg == leg) for _, leg in _HORSE_ATT[k]}
+                      for k in range(90))
+
+
+def _line_attacked(sq: list[int], ray: tuple[int, ...], s: int, on_file: bool) -> bool:
+    """Does an enemy (of sign s) rook, cannon, or (on the file) general attack along `ray`?"""
+    screen = False
+    for t in ray:
+        q = sq[t]
+        if q:
+            if screen:
+                return q == -s * CANNON
+            if q == -s * ROOK or (on_file and q == -s * KING):
+                return True
+            screen = True
+    return False
+
+
+def _legal(sq: list[int], s: int, king: int) -> list[int]:
+    """Legal move codes of side s whose general stands on `king`.
+
+    In check, or for a general's move, every move is made and the general's square fully tested.
+    Otherwise the general was safe before the move, so only what the move changed can expose it: the
+    ray through the emptied from-square and through the filled to-square (a new cannon screen), and a
+    horse leg when the from-square is a diagonal neighbour; pawn attacks never depend on occupancy.
+    A capture on `to` leaves that square occupied, so it never opens a line."""
+    out = []
+    add = out.append
+    if _attacked(sq, king, s):
+        for m in _pseudo(sq, s):
+            f, t = m >> 7, m & 127
+            cap = sq[t]
+            sq[t] = sq[f]
+            sq[f] = 0
+            if not _attacked(sq, t if f == king else king, s):
+                add(m)
+            sq[f] = sq[t]
+            sq[t] = cap
+        return out
+    rel = _RELATION[king]
+    rays = _RAYS[king]
+    eh = -s * HORSE
+    for m in _pseudo(sq, s):
+        f, t = m >> 7, m & 127
+        rf, rt = rel[f], rel[t]
+        if not (rf or rt):
+            add(m)
+            continue
+        cap = sq[t]
+        sq[t] = sq[f]
+        sq[f] = 0
+        if f == king:
+            bad = _attacked(sq, t, s)
+        else:
+            bad = False
+            if 0 < rf < 5:
+                bad = _line_attacked(sq, rays[rf - 1], s, rf < 3)
+            elif rf == 5:
+                for h in _HORSE_BY_LEG[king][f]:
+                    if sq[h] == eh:
+                        bad = True
+            if not bad and 0 < rt < 5 and rt != rf:
+                bad = _line_attacked(sq, rays[rt - 1], s, rt < 3)
+        if not bad:
+            add(m)
+        sq[f] = sq[t]
+        sq[t] = cap
+    return out
+
+
 class Board:
     """A xiangqi position with its game so far: `push` / `pop` moves in ICCS (`h2e2`)."""
 
@@ -325,23 +409,7 @@ class Board:
         return _attacked(self._sq, self._kings[0 if s > 0 else 1], s)
 
     def _legal_codes(self) -> list[int]:
-        sq, s = self._sq, self._sign
-        kings = self._kings
-        ki = 0 if s > 0 else 1
-        king = kings[ki]
-        out = []
-        for m in _pseudo(sq, s):
-            f, t = m >> 7, m & 127
-            cap = sq[t]
-            sq[t] = sq[f]
-            sq[f] = 0
-            if _attacked(sq, t if f == king else king, s):
-                pass
-            else:
-                out.append(m)
-            sq[f] = sq[t]
-            sq[t] = cap
-        return out
+        return _legal(self._sq, self._sign, self._kings[0 if self._sign > 0 else 1])
 
     def legal_moves(self) -> list[str]:
         """Every legal move in ICCS (`h2e2`), in generation order."""
@@ -349,19 +417,7 @@ class Board:
         return [names[m] for m in self._legal_codes()]
 
     def _has_legal(self) -> bool:
-        sq, s = self._sq, self._sign
-        king = self._kings[0 if s > 0 else 1]
-        for m in _pseudo(sq, s):
-            f, t = m >> 7, m & 127
-            cap = sq[t]
-            sq[t] = sq[f]
-            sq[f] = 0
-            ok = not _attacked(sq, t if f == king else king, s)
-            sq[f] = sq[t]
-            sq[t] = cap
-            if ok:
-                return True
-        return False
+        return bool(self._legal_codes())
 
     def _code(self, move: str) -> int:
         """The code of a well-formed ICCS move, or ValueError naming it and the position."""
@@ -496,20 +552,18 @@ def perft(board: Board, depth: int) -> int:
 def _perft(sq: list[int], s: int, kings: list[int], depth: int) -> int:
     ki = 0 if s > 0 else 1
     king = kings[ki]
+    moves = _legal(sq, s, king)
+    if depth == 1:
+        return len(moves)
     total = 0
-    for m in _pseudo(sq, s):
+    for m in moves:
         f, t = m >> 7, m & 127
         cap = sq[t]
         sq[t] = sq[f]
         sq[f] = 0
-        kt = t if f == king else king
-        if not _attacked(sq, kt, s):
-            if depth == 1:
-                total += 1
-            else:
-                kings[ki] = kt
-                total += _perft(sq, -s, kings, depth - 1)
-                kings[ki] = king
+        kings[ki] = t if f == king else king
+        total += _perft(sq, -s, kings, depth - 1)
+        kings[ki] = king
         sq[f] = sq[t]
         sq[t] = cap
     return total
