@@ -20,6 +20,7 @@ greedy and beam search only ever produce valid outputs. The pointer score is a m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ from ..modules.attention import SelfAttention
 from ..modules.blocks import PreNormBlock
 from ..modules.feedforward import FeedForward
 
-__all__ = ["AdditivePointer", "DotPointer", "TourConstraint", "HullConstraint", "PointerNet", "build_pointer_net",
+__all__ = ["AdditivePointer", "DotPointer", "Constraint", "TourConstraint", "HullConstraint", "PointerNet", "build_pointer_net",
            "Decoded"]
 
 NEG = -1e9  # a masked score: exp underflows to exactly 0 in float32, and never -inf (no NaN in log_softmax rows)
@@ -60,6 +61,16 @@ class DotPointer(nn.Module):
     def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Scores (B, N) of keys (B, N, K) for the query (B, Q)."""
         return torch.einsum("bnk,bk->bn", keys, self.query(query)) * self.scale
+
+
+class Constraint(Protocol):
+    """Which slots (0 = end, j+1 = point j) a step may point at; the masks that keep every output valid."""
+
+    def max_steps(self, n: int) -> int:
+        """How many pointer steps an output over n points takes at most."""
+
+    def allowed(self, chosen: torch.Tensor, step: int, done: torch.Tensor) -> torch.Tensor:
+        """Allowed slots (B, n+1) given the slots chosen so far (B, n+1) and the finished rows (B,)."""
 
 
 class TourConstraint:
@@ -139,7 +150,7 @@ class PointerNet(nn.Module):
         scores = self.pointer(slots, query).masked_fill(~allowed, NEG)
         return scores.log_softmax(-1), h, c
 
-    def forward(self, points: torch.Tensor, targets: torch.Tensor, constraint) -> torch.Tensor:
+    def forward(self, points: torch.Tensor, targets: torch.Tensor, constraint: Constraint) -> torch.Tensor:
         """Teacher-forced negative log-likelihood per row (B,) of `targets` (B, T) slot indices (0 = end, j+1 = point j).
 
         Steps after a row's first end slot are not scored (pad the targets with 0).
@@ -170,14 +181,15 @@ class PointerNet(nn.Module):
         return nll
 
     @torch.no_grad()
-    def greedy(self, points: torch.Tensor, constraint) -> Decoded:
+    def greedy(self, points: torch.Tensor, constraint: Constraint) -> Decoded:
         """The most probable valid slot at every step."""
         return self.beam(points, constraint, beams=1)
 
     @torch.no_grad()
-    def beam(self, points: torch.Tensor, constraint, beams: int = 4, all_beams: bool = False) -> Decoded:
+    def beam(self, points: torch.Tensor, constraint: Constraint, beams: int = 4, all_beams: bool = False) -> Decoded:
         """Beam search over valid outputs (masks keep every hypothesis valid); the most probable beam per row,
-        or with `all_beams` every beam, row-major (B * beams rows, log_prob (B, beams) flattened)."""
+        or with `all_beams` every beam, row-major (B * beams rows, log_prob (B, beams) flattened); when an
+        instance has fewer valid outputs than beams, the surplus beams score below NEG / 2 and are not valid."""
         slots = self.encode(points)
         B, N, H = slots.shape
         K = beams
