@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from plmkit.xiangqi.notation import parse_iccs, square_name
+from plmkit.xiangqi.notation import parse_iccs, square_index, square_name
 
 __all__ = ["Board", "START_FEN", "perft", "RED", "BLACK"]
 
@@ -362,8 +362,7 @@ class Board:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Board) and self._key() == other._key()
 
-    def __hash__(self) -> int:
-        return hash(self._key())
+    __hash__ = None  # a board changes with every push: hash `fen()` instead
 
     def _key(self) -> tuple:
         return (self._sign, *self._sq)
@@ -388,7 +387,7 @@ class Board:
 
     def piece_at(self, square: str | int) -> str | None:
         """The FEN letter on a square (`"e0"` or an index 0-89): upper-case red, None when empty."""
-        i = square if isinstance(square, int) else parse_square_checked(square)
+        i = square if isinstance(square, int) else square_index(square)
         if not 0 <= i < 90:
             raise ValueError(f"xiangqi square index must be 0-89, found {i}")
         p = self._sq[i]
@@ -531,12 +530,6 @@ class Board:
         if self.repetitions() >= 3:
             return "draw"
         return None
-
-
-def parse_square_checked(square: str) -> int:
-    """Square index of an ICCS square like `e0`; ValueError naming it when malformed."""
-    from plmkit.xiangqi.notation import square_index
-    return square_index(square)
 
 
 def perft(board: Board, depth: int) -> int:
