@@ -234,6 +234,22 @@ def test_chinese_notation_hand_checked():
         from_chinese(r, "炮二平")
 
 
+def test_chinese_notation_for_stacked_pieces_by_hand():
+    three = Board("3k5/9/4P4/4P4/4P4/9/9/9/9/5K3 w - - 0 1")  # red pawns e7, e6, e5
+    assert [to_chinese(three, m) for m in ("e7e8", "e6d6", "e5f5")] == ["前兵进一", "中兵平六", "后兵平四"]
+    two_files = Board("3k5/9/9/2P1P4/2P1P4/9/9/9/9/5K3 w - - 0 1")  # pawns stacked on files 七 and 五
+    assert to_chinese(two_files, "c6c7") == "前七进一" and to_chinese(two_files, "e5d5") == "后五平六"
+    assert from_chinese(two_files, "前七进一") == "c6c7"
+    black = Board("1n1k5/9/1n7/9/9/9/9/9/9/5K3 b - - 0 1")  # black horses b9, b7: b7 is black's front
+    assert to_chinese(black, "b7c5") == "前马进3" and to_chinese(black, "b9d8") == "后马进4"
+    assert from_chinese(black, "後馬進１") == "b9a7"
+
+
+def test_fen_reads_variant_letters_and_red_side_letter():
+    a = Board("rheakaehr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C5C1/9/RHEAKAEHR r - - 0 1")
+    assert a.fen() == START_FEN
+
+
 def test_chinese_round_trip_is_one_to_one_on_random_positions():
     for boards in _random_games(2, seed=9):
         for b in boards[::16]:
