@@ -15,7 +15,7 @@ __all__ = ["board_svg", "board_text", "GLYPHS"]
 GLYPHS = {"K": "帅", "A": "仕", "B": "相", "N": "傌", "R": "俥", "C": "炮", "P": "兵",
           "k": "将", "a": "士", "b": "象", "n": "马", "r": "车", "c": "砲", "p": "卒"}
 
-_CELL, _MARGIN = 56, 44
+_CELL, _MARGIN = 56, 56
 _RED, _BLACK, _LINE, _PAPER = "#c0161b", "#1a1a1a", "#5b3a1a", "#f3d9a4"
 
 
@@ -45,17 +45,16 @@ def board_svg(board: Board, last_move: str | None = None) -> str:
         out.append(f'<line x1="{xa}" y1="{ya}" x2="{xb}" y2="{yb}"/><line x1="{xa}" y1="{yb}" x2="{xb}" y2="{ya}"/>')
     out.append("</g>")
     river_y = (_xy(0, 4)[1] + _xy(0, 5)[1]) // 2
-    for text, file in (("楚 河", 1.5), ("漢 界", 5.5)):
+    for text, file in (("楚 河", 2), ("漢 界", 6)):
         x = _MARGIN + file * _CELL
         out.append(f'<text x="{x:.0f}" y="{river_y}" font-size="{_CELL * 0.5:.0f}" fill="{_LINE}" '
                    f'text-anchor="middle" dominant-baseline="central">{text}</text>')
     for i, name in enumerate(FILES):  # ICCS coordinates on the edges
         x, _ = _xy(i, 0)
-        out.append(f'<text x="{x}" y="{h - 10}" font-size="14" fill="{_LINE}" text-anchor="middle">{name}</text>')
+        out.append(f'<text x="{x}" y="{h - 8}" font-size="14" fill="{_LINE}" text-anchor="middle">{name}</text>')
     for rank in range(10):
         _, y = _xy(0, rank)
-        out.append(f'<text x="{_MARGIN // 2 - 6}" y="{y}" font-size="14" fill="{_LINE}" '
-                   f'dominant-baseline="central">{rank}</text>')
+        out.append(f'<text x="8" y="{y}" font-size="14" fill="{_LINE}" dominant-baseline="central">{rank}</text>')
     if last_move is not None:
         f, t = parse_iccs(last_move)
         for sq in (f, t):
