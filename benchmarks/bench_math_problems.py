@@ -1,6 +1,7 @@
 """Math word problems (issue 23, after https://kexue.fm/archives/7809) on a SYNTHETIC problem set.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_math_problems.py [--train 3000 --epochs 3 ...]
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_math_problems.py [--train 5000 --epochs 3 ...]
+    ... --eval-only --beams 4    (generate again with the model an earlier run trained)
 
 The problems are made by plmkit.tasks.math_templates (no real set such as Ape210k or Math23K is packaged
 offline): 23 templates over the post's categories, several surface forms each, numbers drawn per problem,
@@ -71,6 +72,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--beams", default="1", help="comma-separated beam widths to generate with (1: greedy)")
+    ap.add_argument("--eval-only", action="store_true", help="reuse <work>/model, trained by an earlier run")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     work = Path(args.work)
@@ -86,9 +89,12 @@ def main() -> None:
                         epochs=args.epochs, warmup=0.05, patience=args.epochs, monitor="rouge-l",
                         eval_examples=50, num_beams=1, seed=args.seed)
     t0 = time.time()
-    report = seq2seq(embedded_model_dir(), paths["train"], paths["valid"], work / "model", cfg=cfg, progress=False,
-                     overwrite=args.overwrite)
-    train_seconds = time.time() - t0
+    if args.eval_only:
+        report = json.loads((work / "model" / "results.json").read_text(encoding="utf-8"))
+    else:
+        report = seq2seq(embedded_model_dir(), paths["train"], paths["valid"], work / "model", cfg=cfg,
+                         progress=False, overwrite=args.overwrite)
+    train_seconds = report["seconds"] if args.eval_only else time.time() - t0
 
     gen = Seq2SeqGenerator(work / "model", device="cpu")
     constraint = expression_constraint(gen.tokenizer, gen.pairs.max_target)
@@ -96,17 +102,20 @@ def main() -> None:
                      "train_seconds": round(train_seconds, 1), "epochs_run": report["epochs_run"],
                      "steps": report["steps"], "valid_exact_match": report["valid"].get("exact_match"),
                      "splits": {}}
-    for split in ("test_numbers", "test_templates"):
-        rows = splits[split]
-        sources = [r["source"] for r in rows]
-        for name, options in (("free", {}), ("constrained", {"allowed_tokens": constraint})):
-            t = time.time()
-            outputs = gen.generate(sources, batch_size=32, num_beams=1, **options)
-            scored = score_split(rows, outputs)
-            scored["generate_seconds"] = round(time.time() - t, 1)
-            results["splits"][f"{split}/{name}"] = scored
+    for beams in (int(b) for b in args.beams.split(",")):
+        for split in ("test_numbers", "test_templates"):
+            rows = splits[split]
+            sources = [r["source"] for r in rows]
+            for name, options in (("free", {}), ("constrained", {"allowed_tokens": constraint})):
+                t = time.time()
+                outputs = gen.generate(sources, batch_size=32, num_beams=beams, **options)
+                scored = score_split(rows, outputs)
+                scored["generate_seconds"] = round(time.time() - t, 1)
+                key = f"{split}/{name}" + (f"/beams{beams}" if beams > 1 else "")
+                results["splits"][key] = scored
     results["total_seconds"] = round(time.time() - started, 1)
-    (work / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    name = f"results_beams{args.beams}.json" if args.eval_only else "results.json"
+    (work / name).write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     print(json.dumps(results, ensure_ascii=False, indent=1))
 
 
