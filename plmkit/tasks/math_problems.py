@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 OPERATORS = "+-*/^"
 EXPRESSION_CHARS = set("0123456789.+-*/^%()")
@@ -468,12 +468,7 @@ def expression_constraint(tokenizer, max_length: int) -> ExpressionConstraint:
     return ExpressionConstraint(vocab, end, max_length)
 
 
-def solve(generate_fn: Callable[..., list[str]], problems: Sequence[str], answers: Sequence[Fraction | str],
-          **options) -> dict[str, float]:
-    """Generate expressions for the problems with `generate_fn(problems, **options)` and score them."""
-    return score_all(generate_fn(list(problems), **options), answers, problems)
-
-
 __all__ = ["ExpressionError", "ZeroDivision", "Unsupported", "normalise", "tokenize", "evaluate_expression",
-           "answers_match", "remove_redundant_parentheses", "problem_numbers", "answer_in_problem", "Outcome", "score_expression", "score_all",
-           "format_fraction", "check_problem_file", "ExpressionConstraint", "expression_constraint", "solve"]
+           "answers_match", "remove_redundant_parentheses", "problem_numbers", "answer_in_problem", "Outcome",
+           "score_expression", "score_all", "format_fraction", "check_problem_file", "ExpressionConstraint",
+           "expression_constraint"]
