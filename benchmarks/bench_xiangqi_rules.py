@@ -64,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--games", type=int, default=40, help="random games per sample (plain and check-seeking)")
+    ap.add_argument("--engine", help="a fairy-stockfish binary: compare perft with its `go perft`")
     ap.add_argument("--eglib", help="cchess 0.6 sdist's examples/end_game folder (pip download cchess==0.6)")
     ap.add_argument("--xiangqibench", help="xiangqibench 0.1.1's xiangqibench/data/cases.jsonl")
     args = ap.parse_args()
@@ -114,6 +115,9 @@ def main() -> None:
             n_cn += 1
     dc = time.process_time() - c
     print(f"Chinese notation round trip (to_chinese + from_chinese): {n_cn / dc:,.0f} moves/s over {n_cn:,} moves")
+    if args.engine:
+        mid = [b.fen() for b in all_pos[40::1500] if b.legal_moves()]
+        perft_vs_engine(args.engine, args.depth, mid)
     if args.eglib:
         puzzles_eglib(Path(args.eglib))
     if args.xiangqibench:
@@ -155,6 +159,27 @@ def _sf_legal(fen: str, move: str) -> str:
         return "pyffish not installed"
     sf_move = f"{move[0]}{int(move[1]) + 1}{move[2]}{int(move[3]) + 1}"
     return "legal" if sf_move in sf.legal_moves("xiangqi", fen, []) else "illegal"
+
+
+def perft_vs_engine(engine: str, depth: int, fens: list[str]) -> None:
+    """perft from the start and from mid-game positions against Fairy-Stockfish's own `go perft`."""
+    import subprocess
+    p = subprocess.Popen([engine], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    p.stdin.write("uci\nsetoption name UCI_Variant value xiangqi\n")
+    print(f"\n## perft against Fairy-Stockfish's `go perft` ({engine})")
+    print("| position | depth | ours | Fairy-Stockfish |\n|---|---|---|---|")
+    for fen, d in [("startpos", depth), *((f, 3) for f in fens)]:
+        p.stdin.write(f"position {'startpos' if fen == 'startpos' else 'fen ' + fen}\ngo perft {d}\n")
+        p.stdin.flush()
+        while not (line := p.stdout.readline()).startswith("Nodes searched"):
+            if not line:
+                raise RuntimeError(f"{engine} ended before answering perft for {fen}")
+        theirs = int(line.split(":")[1])
+        mine = perft(Board() if fen == "startpos" else Board(fen), d)
+        print(f"| `{fen}` | {d} | {mine:,} | {theirs:,}{'' if mine == theirs else ' DIFFER'} |")
+    p.stdin.write("quit\n")
+    p.stdin.flush()
+    p.wait()
 
 
 def puzzles_eglib(folder: Path) -> None:
