@@ -213,7 +213,8 @@ def test_deberta_buckets_by_hand_and_far_distances_share_the_last_row():
     delta = torch.tensor([0, 1, 4, 5, 20, 63, 64, 200])
     assert log_bucket_position(delta, 8, 64).tolist() == [0, 1, 4, 5, 6, 7, 8, 9]
     assert log_bucket_position(-delta, 8, 64).tolist() == [0, -1, -4, -5, -6, -7, -8, -9]
-    rows = DisentangledPositions(H, buckets=8, max_distance=64).index(torch.tensor([[300]]), 300 - torch.arange(301)[None])
+    keys = 300 - torch.arange(301)[None]  # distances 0..300 from a query at 300
+    rows = DisentangledPositions(H, buckets=8, max_distance=64).index(torch.tensor([[300]]), keys)
     assert rows[0, 0, :5].tolist() == [8, 9, 10, 11, 12] and (rows[0, 0, 63:] == 15).all()
 
 

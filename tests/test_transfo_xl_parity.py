@@ -187,7 +187,8 @@ def test_saved_directory_matches_in_transformers(oracle, tmp_path):
     """plmkit writes a random model; transformers loads it strictly and gives the same segments and memories."""
     torch.manual_seed(3)
     family = get_family("transfo_xl")
-    cfg = family.tiny().replace(initializer_range=0.3).with_options(same_length=True, clamp_len=0, mem_len=5)  # 0: unclamped
+    # clamp_len 0: unclamped
+    cfg = family.tiny().replace(initializer_range=0.3).with_options(same_length=True, clamp_len=0, mem_len=5)
     model = family.build(cfg).eval()
     with torch.no_grad():
         for n, p in model.named_parameters():

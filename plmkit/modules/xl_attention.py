@@ -120,7 +120,8 @@ class XLRelativeAttention(nn.Module):
         b = self.qkv.bias
         width = nh * hs
         # queries from the segment only; keys and values from memory and segment (no wasted memory queries)
-        q = F.linear(x, w[:width], None if b is None else b[:width]).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        q = F.linear(x, w[:width], None if b is None else b[:width])
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         kv = F.linear(full, w[width:], None if b is None else b[width:]).view(B, L, 2, nh, hs)
         k, v = kv.permute(2, 0, 3, 1, 4)  # 2 x (B, nh, L, hs)
         index, low, high = self._distances(T, L, x.device)  # (B|1, T, L)
