@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "plmkit_bench_seq2seq",
                    help="downloads, prepared data and trained models (never the repository)")
+    p.add_argument("--init", type=Path, help="unilm: start from this model directory (a finished run's model/) "
+                   "instead of the embedded model, to continue a run with a new schedule")
     p.add_argument("--tag", default="", help="a name for this run's output directory")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         row["copy"] = scores([r["source"] for r in test], test)
     else:
         if args.model == "unilm":
-            model_dir = embedded_model_dir()
+            model_dir = args.init or embedded_model_dir()
         else:
             model_dir = small_t5(args.cache / "models" / f"t5-small-{args.t5_embeddings}-{args.t5_head}-s{args.seed}",
                                  args.t5_embeddings, args.t5_head, args.seed)
