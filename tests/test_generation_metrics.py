@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from plmkit.generation.metrics import char_f1, char_tokens, diagnostics, score
+from plmkit.generation.metrics import char_f1, char_tokens, diagnostics, same_text, score
 
 # score() needs the gen extra (in the test extra too); diagnostics and the ImportError check do not
 needs_gen = pytest.mark.skipif(
@@ -102,9 +102,13 @@ def test_char_f1_edge_cases():
 
 
 @needs_gen
-def test_exact_match_strips_only_the_ends():
+def test_exact_match_ignores_spacing_except_between_ascii_words():
     got = score(["你好 ", "\t再见\n", "a b"], ["你好", "再见", "ab"])
-    assert got["exact_match"] == pytest.approx(2 / 3)
+    assert got["exact_match"] == pytest.approx(2 / 3)  # "a b" is two words, "ab" one
+    # a WordPiece decode spaces ASCII punctuation ("12 + 3 * ( 4 - 1 )", "3. 14"); the text is the same
+    pairs = [("12 + 3 * ( 4 - 1 )", "12+3*(4-1)"), ("3. 14", "3.14"), ("x = 150 * 20 % / 5 %", "x=150*20%/5%"),
+             ("1 2", "12"), ("hello world", "hello  world"), ("我 不 喜欢", "我不喜欢")]
+    assert [same_text(p, r) for p, r in pairs] == [True, True, True, False, True, True]
 
 
 def test_score_input_errors():

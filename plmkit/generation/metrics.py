@@ -40,10 +40,17 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["score", "diagnostics", "char_tokens", "char_f1"]
+__all__ = ["score", "diagnostics", "char_tokens", "char_f1", "same_text"]
 
 _INSTALL = "pip install plmkit[gen]"
 _TOKEN = re.compile(r"[A-Za-z0-9]+|\S")  # an ASCII word / number, or any other single non-space character
+# whitespace that does not separate two ASCII words: a WordPiece decode writes "12+3" as "12 + 3"
+_LOOSE_SPACE = re.compile(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])")
+
+
+def same_text(prediction: str, reference: str) -> bool:
+    """Exact match up to whitespace, except the spaces that separate two ASCII words or numbers."""
+    return _LOOSE_SPACE.sub("", prediction) == _LOOSE_SPACE.sub("", reference)
 
 
 def char_tokens(text: str) -> list[str]:
@@ -110,7 +117,7 @@ def score(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
         "rouge-2": totals["rouge2"] / count,
         "rouge-l": totals["rougeL"] / count,
         "bleu": bleu.score / 100.0,
-        "exact_match": sum(p.strip() == r.strip() for p, r in zip(predictions, references)) / count,
+        "exact_match": sum(same_text(p, r) for p, r in zip(predictions, references)) / count,
         "char_f1": sum(char_f1(p, r) for p, r in zip(predictions, references)) / count,
     }
 
