@@ -158,6 +158,31 @@ def match(model, vocab, opponent: str, n: int, max_plies: int, seed: int, engine
             "mean_plies": sum(map(len, moves)) / n, "unconstrained_legal_rate": free_legal / max(asked, 1)}
 
 
+def capture_match(opponent: str, n: int, max_plies: int, seed: int, engine: Engine | None) -> dict:
+    """The greedy best-capture player (ties broken at random) in the same match setup, for scale."""
+    rng, pick = random.Random(f"match:{opponent}:{seed}"), random.Random(f"capture:{seed}")
+    wins = draws = 0
+    for i in range(n):
+        opening, board, moves = random.Random(f"{seed}:opening:{i}"), Board(), []
+        side = "red" if i % 2 == 0 else "black"
+        while board.outcome() is None and len(moves) < max_plies:
+            legal = board.legal_moves()
+            if len(moves) < 4:
+                m = opening.choice(legal)
+            elif board.turn == side:
+                m = pick.choice(capture_candidates(board, legal))
+            elif opponent == "random":
+                m = rng.choice(legal)
+            else:
+                m = engine.best_move(moves, nodes=1)
+            board.push(m)
+            moves.append(m)
+        out = board.outcome() or "draw"
+        wins += out == side
+        draws += out == "draw"
+    return {"games": n, "win": wins, "draw": draws, "loss": n - wins - draws}
+
+
 # ---- puzzles -----------------------------------------------------------------------------------------
 
 def fetch_puzzles(tmp: Path) -> tuple[Path, Path]:
@@ -208,7 +233,7 @@ def puzzle_scores(puzzles, model, vocab, engine: Engine | None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/xq_bench")
-    ap.add_argument("--stage", default="all", choices=["all", "games", "train", "eval"])
+    ap.add_argument("--stage", default="all", choices=["all", "games", "train", "eval", "context"])
     ap.add_argument("--games", type=int, default=1500)
     ap.add_argument("--test-games", type=int, default=100)
     ap.add_argument("--nodes", type=int, default=200)
@@ -275,6 +300,14 @@ def main() -> None:
                 report["puzzles"] = {"cchess_endgames": puzzle_scores(read_eglib_dir(eg), model, vocab, engine),
                                      "xiangqibench_mates": puzzle_scores(read_xiangqibench(xb), model, vocab, engine)}
             log(report["puzzles"])
+    if args.stage in ("all", "context"):
+        with Engine() as engine:
+            for opponent in ("random", "engine_1_node"):
+                t = time.time()
+                m = capture_match(opponent, args.match_games, args.max_plies, args.seed, engine)
+                m["seconds"] = time.time() - t
+                report[f"capture_player_vs_{opponent}"] = m
+                log("best-capture player vs", opponent, m)
     report_path.write_text(json.dumps(report, indent=1))
     log("report:", report_path)
 

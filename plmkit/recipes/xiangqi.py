@@ -215,7 +215,8 @@ def train_xiangqi(games: str | Path, out_dir: str | Path, cfg: XiangqiConfig | N
         [len(ids) for ids, _ in train_rows], cfg.batch_size, generator))
 
     def metric_fn(model, _loader) -> dict[str, float]:
-        return agreement(model, valid_rows, valid_legal, cfg.batch_size)
+        scores = agreement(model, valid_rows, valid_legal, cfg.batch_size)
+        return {k: v for k, v in scores.items() if k != "positions"}  # a count, not a curve
 
     with _write_errors_name(work):
         steps = len(loader) * cfg.epochs
