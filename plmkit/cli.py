@@ -567,7 +567,7 @@ def cmd_xiangqi_train(args: argparse.Namespace) -> int:
     from plmkit.recipes.xiangqi import XiangqiConfig, train_xiangqi
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = train_xiangqi(args.games, args.out, config_from_args(args, XiangqiConfig), overwrite=args.overwrite)
+    report = train_xiangqi(args.games, args.out, cfg=config_from_args(args, XiangqiConfig), overwrite=args.overwrite)
     v = report["valid"]
     print(f"valid: agreement {v['agreement']:.4f}  unconstrained {v['agreement_unconstrained']:.4f}  "
           f"legal rate {v['legal_rate']:.4f}  ({v['positions']} positions)")
