@@ -50,7 +50,9 @@ _LOOSE_SPACE = re.compile(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])")
 
 def same_text(prediction: str, reference: str) -> bool:
     """Exact match up to whitespace, except the spaces that separate two ASCII words or numbers."""
-    return _LOOSE_SPACE.sub("", prediction) == _LOOSE_SPACE.sub("", reference)
+    def squeeze(text: str) -> str:
+        return _LOOSE_SPACE.sub("", re.sub(r"\s+", " ", text))
+    return squeeze(prediction) == squeeze(reference)
 
 
 def char_tokens(text: str) -> list[str]:
