@@ -248,3 +248,10 @@ def test_config_refuses_the_adaptive_softmax_naming_the_field(tmp_path):
     model = family.build(family.tiny())
     with pytest.raises(ValueError, match=r"mems\[0\]"):
         model(torch.zeros(2, 3, dtype=torch.long), mems=[torch.zeros(1, 4, 24), torch.zeros(1, 4, 24)])
+
+
+def test_generate_says_what_to_do_instead():
+    """plmkit.generate has no decoding path for Transformer-XL: the error says so, not that application= is wrong."""
+    model = _tiny(mem_len=8, same_length=False, clamp_len=1000).eval()
+    with pytest.raises(ValueError, match="segment by segment"):
+        plmkit.generate(model, torch.randint(0, 50, (1, 4)), max_new_tokens=2)

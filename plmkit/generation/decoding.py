@@ -196,6 +196,9 @@ def _as_ids(value: int | Sequence[int] | None) -> tuple[int, ...]:
 def _kind(model: nn.Module) -> str:
     if getattr(model, "is_encoder_decoder", False):
         return "seq2seq"
+    reason = getattr(model, "cannot_generate", None)
+    if reason:
+        raise ValueError(reason)
     application = getattr(model, "application", None)
     if application in ("lm", "unilm"):
         return application

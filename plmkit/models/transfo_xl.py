@@ -101,6 +101,10 @@ def _attach_memory(attentions: list[XLRelativeAttention], mems: list[torch.Tenso
 class TransfoXL(nn.Module):
     """Embeddings ─► blocks with memory ─► dropout ─► optional LM head; see the module docstring."""
 
+    # read by plmkit.generate, which has no KV cache for relative attention over a memory
+    cannot_generate = ("plmkit.generate does not decode Transformer-XL yet: call the model segment by segment, "
+                       "passing each output's mems to the next call")
+
     def __init__(self, config: ModelConfig, embeddings: XLEmbeddings, blocks: nn.ModuleList,
                  lm_head: nn.Module | None) -> None:
         super().__init__()
