@@ -26,6 +26,8 @@ to either sum); causal masking is the kernel's own `causal` switch, and a mask w
 dimension is accepted only when it equals key padding (and causality, when causal). UniLM's
 segment mask and score biases (T5 buckets) cannot be written as a feature product and are
 refused with an error. Attention dropout has no probabilities to drop here and is not applied.
+With a KV cache, each decoding step recomputes the features of every cached key (O(L·m) per
+step, exact); carrying the running state S instead, as an RNN, is not implemented.
 """
 from __future__ import annotations
 
