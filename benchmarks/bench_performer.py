@@ -111,7 +111,8 @@ def part_approx(seeds: int, n_texts: int) -> None:
           f"Gaussian sets: {n_texts} x 4 heads, T=96; {seeds} seeds (± is the std over seeds)")
     for name, qkv in sets:
         sq = torch.cat([torch.cat([q, k], -2).flatten(0, -2) for q, k, _ in qkv]).pow(2).sum(-1) / math.sqrt(d)
-        print(f"{name}: mean |x|^2 after the d^-1/4 scaling (q and k) {sq.mean().item():.2f}, max {sq.max().item():.1f}")
+        print(f"{name}: mean |x|^2 after the d^-1/4 scaling (q and k) {sq.mean().item():.2f}, "
+              f"max {sq.max().item():.1f}")
     print()
     for name, qkv in sets:
         rows = {}
@@ -145,7 +146,8 @@ def child_length(method: str, T: int, features: int, repeat: int) -> dict:
     x = torch.randn(1, T, 256)
     mask = None
     if method == "sdpa causal":  # the additive (1, 1, T, T) mask an "lm" Encoder hands its blocks
-        mask = torch.zeros(T, T).masked_fill_(~torch.ones(T, T, dtype=torch.bool).tril(), torch.finfo(torch.float32).min)[None, None]
+        future = ~torch.ones(T, T, dtype=torch.bool).tril()
+        mask = torch.zeros(T, T).masked_fill_(future, torch.finfo(torch.float32).min)[None, None]
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     with torch.no_grad():
@@ -161,7 +163,8 @@ def part_length(lengths: list[int], features: int) -> None:
     t0 = time.time()
     methods = ("sdpa", "performer", "sdpa causal", "performer causal")
     print(f"\n(3) one SelfAttention(hidden 256, 4 heads x 64), batch 1, forward, 1 thread; Performer m={features}, "
-          "chunk 128; peak = rise of peak RSS in a fresh process (causal SDPA's (1,1,T,T) fp32 mask is made before the baseline, so not counted: T²·4 bytes more)\n")
+          "chunk 128; peak = rise of peak RSS in a fresh process (causal SDPA's (1,1,T,T) fp32 mask is made before "
+          "the baseline, so not counted: T²·4 bytes more)\n")
     print("| T | " + " | ".join(f"{m} s | {m} MB" for m in methods) + " |")
     print("|---|" + "---|---|" * len(methods))
     for T in lengths:
