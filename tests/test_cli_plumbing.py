@@ -20,6 +20,7 @@ import plmkit.recipes.seq2seq
 import plmkit.export
 import plmkit.serve.app
 import plmkit.recipes.simbert
+import plmkit.recipes.xiangqi
 import plmkit.sentence
 import plmkit.similarity.retrieval
 from plmkit.cli import build_parser, main
@@ -34,6 +35,7 @@ from plmkit.recipes.pretrain import PretrainConfig
 from plmkit.recipes.seq2seq import Seq2SeqConfig
 from plmkit.export import ExportConfig
 from plmkit.serve.config import ServeConfig
+from plmkit.recipes.xiangqi import XiangqiConfig
 from plmkit.recipes.simbert import SimBertConfig, SimBertPairsConfig, build_simbert, train_simbert
 from plmkit.tokenizers import WordPieceTokenizer
 
@@ -52,6 +54,7 @@ RECIPES = {
     "serve": (["--model", "m"], plmkit.serve.app, "serve", ServeConfig, {}),
     "demo": ([], plmkit.recipes.demo, "run_demo", DemoConfig, {}),
     "simbert": (["--train", "t", "--out", "o"], plmkit.recipes.simbert, "finetune_simbert", SimBertPairsConfig, {}),
+    "xiangqi": (["train", "--games", "g", "--out", "o"], plmkit.recipes.xiangqi, "train_xiangqi", XiangqiConfig, {}),
 }
 # what each recipe function's stand-in returns: enough for the command to print its summary
 REPORTS = {
@@ -63,6 +66,8 @@ REPORTS = {
     "run_fewshot": {"train_examples": 0, "patterns": {}, "ensemble": {}, "out_dir": "o"},
     "run_clue": {"task": "afqmc"},
     "finetune_simbert": {"before": {}, "after": {}, "out_dir": "o"},
+    "train_xiangqi": {"valid": {"agreement": .5, "agreement_unconstrained": .4, "legal_rate": .9, "positions": 1},
+                      "model": "o/model", "curves": "o/curves.png"},
     "run_demo": {"epochs_run": 1, "test_accuracy": 0.5, "test_examples": 2, "valid_accuracy": 0.5,
                  "precision": "fp32", "device": "cpu", "seconds": 1.0, "curves": "c.png", "examples": []},
 }
