@@ -251,8 +251,9 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=2)
     ap.add_argument("--match-games", type=int, default=200)
     ap.add_argument("--max-plies", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     report_path = work / "report.json"

@@ -1,5 +1,9 @@
 """Shared helpers for tests that compare plmkit with Hugging Face transformers on the same weights."""
+import json
+import os
 import re
+import subprocess
+import sys
 
 import torch
 
@@ -48,3 +52,39 @@ def logits_parity_and_round_trip(hf, ours, hf_cls, batch, tmp_path, shape):
     back = hf_cls.from_pretrained(tmp_path / "ours").eval()
     assert (run(back) - out).abs().max() <= 1e-5
     return back
+
+
+# The request loop every oracle worker script ends with: one JSON line [mode, cases] in, "done" or an error out.
+WORKER_LOOP = r"""
+for line in sys.stdin:
+    mode, cases = json.loads(line)
+    try:
+        for case in cases:
+            run(mode, case)
+        print("done", flush=True)
+    except Exception:
+        print("error: " + json.dumps(traceback.format_exc()), flush=True)
+"""
+
+
+class OracleWorker:
+    """A Python process running `script` (which defines run(mode, case) and greets) with `path` first on its
+    path: how tests reach an older transformers that cannot share the test venv's imports."""
+
+    def __init__(self, script: str, path: str | os.PathLike) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]),
+                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        self.proc = subprocess.Popen([sys.executable, "-c", script + WORKER_LOOP], env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.greeting = self.proc.stdout.readline().strip()
+
+    def __call__(self, mode: str, cases: list[dict]) -> None:
+        self.proc.stdin.write(json.dumps([mode, cases]) + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer == "done", f"oracle ({mode}) failed: {json.loads(answer[7:]) if answer.startswith('error') else answer}"
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)

@@ -10,9 +10,6 @@ reason that gives the install command; the hand-checked tests always run.
 """
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import plmkit
 from conftest import TRANSFORMERS4, transformers4_path
+from oracles import OracleWorker
 from plmkit.modules.relative_position import FunctionalRelativePositions, RelativeSelfAttention
 
 ORACLE_PATH = str(TRANSFORMERS4)
@@ -63,38 +61,14 @@ def run(mode, case):
             out[name] = o[name].contiguous()
     save_file(out, case["out"])
 
-
-for line in sys.stdin:
-    mode, cases = json.loads(line)
-    try:
-        for case in cases:
-            run(mode, case)
-        print("done", flush=True)
-    except Exception:
-        print("error: " + json.dumps(traceback.format_exc()), flush=True)
-"""
+"""  # + oracles.WORKER_LOOP
 
 
-class Oracle:
+class Oracle(OracleWorker):
     """The transformers 4.x worker process."""
 
     def __init__(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ORACLE_PATH, os.environ.get("PYTHONPATH", "")]),
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        self.proc = subprocess.Popen([sys.executable, "-c", ORACLE], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.greeting = self.proc.stdout.readline().strip()
-
-    def __call__(self, mode: str, cases: list[dict]) -> None:
-        self.proc.stdin.write(json.dumps([mode, cases]) + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().strip()
-        assert answer == "done", f"oracle ({mode}) failed: {json.loads(answer[7:]) if answer.startswith('error') else answer}"
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        super().__init__(ORACLE, ORACLE_PATH)
 
 
 def _batch(vocab, type_vocab, B=3, T=13, seed=1):

@@ -8,10 +8,6 @@ interpreter's torch): `.oracles/transformers435` in the repository, made by
 
 Without it the oracle tests are skipped with a reason that gives the install command.
 """
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import plmkit
 from conftest import ROOT, _INSTALLER
+from oracles import OracleWorker
 from plmkit.config import ConfigError
 from plmkit.models import get_family
 
@@ -73,38 +70,14 @@ def run(mode, case):
                 out[f"mems{s}_{i}"] = m.transpose(0, 1).contiguous()  # (B, M, D) as plmkit holds them
     save_file(out, case["out"])
 
-
-for line in sys.stdin:
-    mode, cases = json.loads(line)
-    try:
-        for case in cases:
-            run(mode, case)
-        print("done", flush=True)
-    except Exception:
-        print("error: " + json.dumps(traceback.format_exc()), flush=True)
-"""
+"""  # + oracles.WORKER_LOOP
 
 
-class Oracle:
+class Oracle(OracleWorker):
     """The transformers 4.35 worker process."""
 
     def __init__(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ORACLE_DIR), os.environ.get("PYTHONPATH", "")]),
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        self.proc = subprocess.Popen([sys.executable, "-c", ORACLE], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.greeting = self.proc.stdout.readline().strip()
-
-    def __call__(self, mode: str, cases: list[dict]) -> None:
-        self.proc.stdin.write(json.dumps([mode, cases]) + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().strip()
-        assert answer == "done", f"oracle ({mode}) failed: {json.loads(answer[7:]) if answer.startswith('error') else answer}"
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        super().__init__(ORACLE, ORACLE_DIR)
 
 
 @pytest.fixture(scope="module")
