@@ -26,12 +26,13 @@ as wrong; so is an exponent that is not a small integer (`Unsupported`).
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
+
+from plmkit.data import iter_rows
 
 OPERATORS = "+-*/^"
 EXPRESSION_CHARS = set("0123456789.+-*/^%()")
@@ -303,31 +304,23 @@ def check_problem_file(path: str | Path, *, source_col: str = "source", target_c
     one). The first bad row raises ValueError naming the file, the line and the expression; returns the row count."""
     path = Path(path)
     rows = 0
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    for n, row in iter_rows(path, "jsonl"):  # JSON errors and non-objects are named by line there
+        if not isinstance(row.get(target_col), str) or not isinstance(row.get(source_col), str):
+            raise ValueError(f"{path}: line {n}: expected an object with string fields {source_col!r} and "
+                             f"{target_col!r}")
+        try:
+            value = evaluate_expression(row[target_col])
+        except ExpressionError as e:
+            raise ValueError(f"{path}: line {n}: field {target_col!r}: {e}") from None
+        if answer_col and row.get(answer_col) is not None:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {n}: not a JSON object ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get(target_col), str) or \
-                    not isinstance(row.get(source_col), str):
-                raise ValueError(f"{path}: line {n}: expected an object with string fields {source_col!r} and "
-                                 f"{target_col!r}")
-            try:
-                value = evaluate_expression(row[target_col])
+                gold = evaluate_expression(str(row[answer_col]))
             except ExpressionError as e:
-                raise ValueError(f"{path}: line {n}: field {target_col!r}: {e}") from None
-            if answer_col and row.get(answer_col) is not None:
-                try:
-                    gold = evaluate_expression(str(row[answer_col]))
-                except ExpressionError as e:
-                    raise ValueError(f"{path}: line {n}: field {answer_col!r}: {e}") from None
-                if not answers_match(value, gold):
-                    raise ValueError(f"{path}: line {n}: field {target_col!r}: {row[target_col]!r} evaluates to "
-                                     f"{format_fraction(value)}, but field {answer_col!r} says {row[answer_col]}")
-            rows += 1
+                raise ValueError(f"{path}: line {n}: field {answer_col!r}: {e}") from None
+            if not answers_match(value, gold):
+                raise ValueError(f"{path}: line {n}: field {target_col!r}: {row[target_col]!r} evaluates to "
+                                 f"{format_fraction(value)}, but field {answer_col!r} says {row[answer_col]}")
+        rows += 1
     return rows
 
 
