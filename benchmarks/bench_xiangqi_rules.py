@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from plmkit.xiangqi.notation import from_chinese, to_chinese  # noqa: E402
 from plmkit.xiangqi.records import read_games, write_games  # noqa: E402
-from plmkit.xiangqi.rules import Board, perft  # noqa: E402
+from plmkit.xiangqi.rules import Board, perft, random_playout  # noqa: E402
 
 PUBLISHED = {1: 44, 2: 1920, 3: 79666, 4: 3290240, 5: 133312995}
 
@@ -30,18 +30,7 @@ PUBLISHED = {1: 44, 2: 1920, 3: 79666, 4: 3290240, 5: 133312995}
 def random_games(n: int, seed: int, check_bias: float = 0.0, max_plies: int = 200) -> list[list[str]]:
     """Seeded random legal play; with `check_bias` a checking move is preferred with that probability."""
     rng = random.Random(seed)
-    games = []
-    for _ in range(n):
-        b = Board()
-        for _ in range(rng.randrange(20, max_plies)):
-            moves = b.legal_moves()
-            if not moves:
-                break
-            if check_bias and rng.random() < check_bias:
-                moves = [m for m in moves if b.gives_check(m)] or moves
-            b.push(rng.choice(moves))
-        games.append(b.history[:])
-    return games
+    return [random_playout(rng, rng.randrange(20, max_plies), check_bias).history for _ in range(n)]
 
 
 def result(moves: list[str]) -> str:

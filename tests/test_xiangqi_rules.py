@@ -7,7 +7,7 @@ import pytest
 
 from plmkit.xiangqi import rules
 from plmkit.xiangqi.notation import from_chinese, parse_iccs, square_index, square_name, to_chinese
-from plmkit.xiangqi.rules import START_FEN, Board, perft
+from plmkit.xiangqi.rules import START_FEN, Board, perft, random_playout
 
 
 def _sf():
@@ -29,16 +29,14 @@ def _random_games(n_games: int, seed: int, max_plies: int = 160, check_bias: flo
     With `check_bias` the player gives check when it can with that probability (more evasions)."""
     rng = random.Random(seed)
     for _ in range(n_games):
-        b = Board()
-        boards = []
-        for _ in range(rng.randrange(20, max_plies)):
+        plies = rng.randrange(20, max_plies)
+        end = random_playout(rng, plies, check_bias)
+        b, boards = Board(), []
+        for move in end.history:  # the position before each move, replayed
             boards.append(b.copy())
-            moves = b.legal_moves()
-            if not moves:
-                break
-            if check_bias and rng.random() < check_bias:
-                moves = [m for m in moves if b.gives_check(m)] or moves
-            b.push(rng.choice(moves))
+            b.push(move)
+        if len(end.history) < plies:  # the game ended first: its final position too
+            boards.append(b)
         yield boards
 
 

@@ -23,6 +23,7 @@ k a b n r c p (red upper-case), `w` (or `r`) for red to move; `h` / `e` are read
 """
 from __future__ import annotations
 
+import random
 from typing import Iterator
 
 from plmkit.xiangqi.notation import parse_iccs, square_index, square_name
@@ -530,6 +531,20 @@ class Board:
         if self.repetitions() >= 3:
             return "draw"
         return None
+
+
+def random_playout(rng: random.Random, plies: int, check_bias: float = 0.0) -> Board:
+    """Up to `plies` seeded random legal moves from the start (fewer if the game ends); with `check_bias` a
+    checking move, when there is one, is preferred with that probability (more check evasions to test)."""
+    b = Board()
+    for _ in range(plies):
+        moves = b.legal_moves()
+        if not moves:
+            break
+        if check_bias and rng.random() < check_bias:
+            moves = [m for m in moves if b.gives_check(m)] or moves
+        b.push(rng.choice(moves))
+    return b
 
 
 def perft(board: Board, depth: int) -> int:
