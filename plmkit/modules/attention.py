@@ -201,9 +201,9 @@ class SelfAttention(nn.Module):
             if position_bias is not None:
                 raise ValueError(f"{type(self.kernel).__name__} cannot add a position bias to the attention scores")
             y = self.kernel(q, k, v, mask, scale=self.scale)  # (B, nh, T, hs)
-            return self.out(y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size))
-        if position_bias is not None:
-            mask = position_bias if mask is None else mask + position_bias
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        else:
+            if position_bias is not None:
+                mask = position_bias if mask is None else mask + position_bias
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
+                                               dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         return self.out(y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size))
